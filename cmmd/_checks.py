@@ -1,0 +1,55 @@
+"""Input validation shared by the library: every public function checks its arguments here.
+
+Each check raises ``ValueError`` whose message names the argument, what is wrong and how to
+fix it, so that bad input fails loudly before any work is done.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_floating(name: str, t: torch.Tensor) -> None:
+    """Raise unless ``t`` is a non-empty tensor of a floating dtype with only finite entries."""
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise ValueError(
+            f"{name} must have a floating dtype (float32 or float64), got {t.dtype}; "
+            f"convert it with {name}.float() or {name}.double()"
+        )
+    if t.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(t.shape)}); pass at least one sample")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or inf; remove or replace those entries")
+
+
+def check_points(name: str, t: torch.Tensor) -> None:
+    """Raise unless ``t`` is a valid point cloud of shape (N, d)."""
+    check_floating(name, t)
+    if t.ndim != 2:
+        raise ValueError(
+            f"{name} must have shape (N, d), got {tuple(t.shape)}; "
+            f"flatten each sample with {name}.flatten(1)"
+        )
+
+
+def check_pair(x: torch.Tensor, y: torch.Tensor, x_name: str = "x", y_name: str = "y") -> None:
+    """Raise unless ``x`` (N, d) and ``y`` (M, d) are valid point clouds of one dimension, dtype and device."""
+    check_points(x_name, x)
+    check_points(y_name, y)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"{x_name} and {y_name} must have the same feature dimension, "
+            f"got {x_name}: {tuple(x.shape)} and {y_name}: {tuple(y.shape)}"
+        )
+    if x.dtype != y.dtype:
+        raise ValueError(f"{x_name} has dtype {x.dtype} but {y_name} has {y.dtype}; use one dtype")
+    if x.device != y.device:
+        raise ValueError(f"{x_name} is on {x.device} but {y_name} is on {y.device}; move both to one device")
+
+
+def check_positive_int(name: str, value: int) -> None:
+    """Raise unless ``value`` is an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")

@@ -1,0 +1,141 @@
+"""cmmd.sliced: 1D sorting formulas against autograd, the slicing constant, unbiasedness and error rate."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cmmd.energy import mmd2, mmd2_grad
+from cmmd.sliced import mmd2_1d, mmd2_grad_1d, sliced_factor, sliced_mmd2, sliced_mmd2_grad
+
+
+def brute_1d(xp: torch.Tensor, yp: torch.Tensor) -> torch.Tensor:
+    """Row-wise 1D MMD² with k = −|s−t| by the O((N+M)²) double sums; (P,)."""
+    n, m = xp.shape[1], yp.shape[1]
+    cross = (xp[:, :, None] - yp[:, None, :]).abs().sum((1, 2)) / (n * m)
+    within_x = (xp[:, :, None] - xp[:, None, :]).abs().sum((1, 2)) / (2 * n * n)
+    within_y = (yp[:, :, None] - yp[:, None, :]).abs().sum((1, 2)) / (2 * m * m)
+    return cross - within_x - within_y
+
+
+@pytest.mark.parametrize("n, m", [(30, 30), (17, 41), (50, 9)])
+@pytest.mark.parametrize("ties", [False, True])
+def test_1d_gradient_and_value_match_autograd(gen, n, m, ties):
+    p = 6
+    if ties:  # few distinct values: ties among particles, among targets and across both
+        xp = torch.randint(0, 6, (p, n), generator=gen).double()
+        yp = torch.randint(0, 6, (p, m), generator=gen).double()
+    else:
+        xp = torch.randn(p, n, generator=gen, dtype=torch.float64)
+        yp = torch.randn(p, m, generator=gen, dtype=torch.float64) + 0.3
+    xr = xp.clone().requires_grad_(True)
+    reference = brute_1d(xr, yp)
+    (grad,) = torch.autograd.grad(reference.sum(), xr)
+    assert torch.allclose(mmd2_grad_1d(xp, yp), grad, rtol=0, atol=1e-10)
+    assert torch.allclose(mmd2_1d(xp, yp), reference.detach(), rtol=0, atol=1e-10)
+
+
+def product_formula(d: int) -> float:
+    """c_d from c_1 = 1, c_2 = π/2 and c_{k+2} = c_k (k+1)/k (Γ(z+1) = zΓ(z))."""
+    c = 1.0 if d % 2 else math.pi / 2
+    for k in range(2 - d % 2, d, 2):
+        c *= (k + 1) / k
+    return c
+
+
+def test_sliced_factor_equals_product_formula():
+    for d in range(1, 2001):
+        assert sliced_factor(d) == pytest.approx(product_formula(d), rel=1e-12, abs=0)
+    assert sliced_factor(784) == pytest.approx(35.0816, abs=5e-5)
+    assert sliced_factor(3072) == pytest.approx(69.4601, abs=5e-5)
+    assert sliced_factor(10_000) == pytest.approx(math.sqrt(math.pi * 10_000 / 2), rel=1e-4)
+
+
+def test_sliced_gradient_is_unbiased(gen):
+    """Mean of K independent estimates → exact gradient; deviation judged by the estimates' own spread."""
+    x = torch.randn(30, 5, generator=gen, dtype=torch.float64)
+    y = torch.randn(40, 5, generator=gen, dtype=torch.float64) * 0.5 + 0.5
+    exact = mmd2_grad(x, y)
+    k = 400
+    estimates = torch.stack([sliced_mmd2_grad(x, y, 50, generator=gen) for _ in range(k)])
+    mean = estimates.mean(0)
+    # E||mean − g||² = tr(Σ)/K with tr(Σ) estimated by the sample spread; the ratio is ≈ 1 (χ²/dof-like).
+    spread = ((estimates - mean) ** 2).sum((1, 2)).mean() * k / (k - 1)
+    ratio = float(((mean - exact) ** 2).sum() / (spread / k))
+    assert ratio < 3.0
+    # A biased constant would show: c_{d+1}/c_d ≈ 1.1 gives a bias far above the standard error.
+    assert float((mean - exact).norm() / exact.norm()) < 0.05
+
+
+def relative_errors(x, y, exact, p, repeats, gen):
+    errs = [float((sliced_mmd2_grad(x, y, p, generator=gen) - exact).norm() / exact.norm()) for _ in range(repeats)]
+    return math.sqrt(sum(e * e for e in errs) / repeats)
+
+
+@pytest.mark.slow
+def test_relative_error_falls_like_sqrt_d_over_p(gen):
+    ps = [10, 32, 100, 316, 1000, 3162, 10000]
+    prefactors = {}
+    for d in (10, 80):
+        x = torch.randn(150, d, generator=gen, dtype=torch.float64)
+        y = torch.randn(150, d, generator=gen, dtype=torch.float64) * 0.8 + 0.3
+        exact = mmd2_grad(x, y)
+        errors = [relative_errors(x, y, exact, p, 16 if p < 3000 else 4, gen) for p in ps]
+        slope = np.polyfit(np.log(ps), np.log(errors), 1)[0]
+        assert abs(slope + 0.5) <= 0.1, (d, slope, errors)
+        prefactors[d] = np.mean([e / math.sqrt(d / p) for e, p in zip(errors, ps)])
+    # The error is ≈ C·sqrt(d/P) with one constant C for every d (METHOD.md: C ≈ 1.4).
+    assert 0.5 < prefactors[10] < 3 and 0.5 < prefactors[80] < 3
+    assert 1 / 1.5 < prefactors[10] / prefactors[80] < 1.5
+
+
+def test_sliced_mmd2_matches_exact_within_statistical_error(gen):
+    for d in (1, 3, 50):
+        x = torch.randn(60, d, generator=gen, dtype=torch.float64)
+        y = torch.randn(70, d, generator=gen, dtype=torch.float64) * 0.8 + 0.2
+        exact = float(mmd2(x, y))
+        estimates = torch.stack([sliced_mmd2(x, y, 20, generator=gen) for _ in range(200)])
+        stderr = float(estimates.std() / math.sqrt(len(estimates)))
+        assert abs(float(estimates.mean()) - exact) < 4 * stderr + 1e-12, (d, exact, float(estimates.mean()))
+
+
+def test_in_one_dimension_slicing_is_exact(gen):
+    x = torch.randn(40, 1, generator=gen, dtype=torch.float64)
+    y = torch.randn(30, 1, generator=gen, dtype=torch.float64)
+    assert torch.allclose(sliced_mmd2_grad(x, y, 3, generator=gen), mmd2_grad(x, y), rtol=0, atol=1e-12)
+    assert float(sliced_mmd2(x, y, 3, generator=gen)) == pytest.approx(float(mmd2(x, y)), abs=1e-12)
+
+
+def test_same_seed_same_numbers_and_independent_of_block_size():
+    x = torch.randn(100, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.randn(90, 8, generator=torch.Generator().manual_seed(1))
+    a = sliced_mmd2_grad(x, y, 64, generator=torch.Generator().manual_seed(7))
+    b = sliced_mmd2_grad(x, y, 64, generator=torch.Generator().manual_seed(7), max_block=500)
+    c = sliced_mmd2_grad(x, y, 64, generator=torch.Generator().manual_seed(8))
+    assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)  # same directions; only the summation order differs
+    assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("p", [0, -3, 2.5, True])
+def test_bad_number_of_projections(p):
+    x = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match="n_projections"):
+        sliced_mmd2_grad(x, x + 1, p)
+    with pytest.raises(ValueError, match="n_projections"):
+        sliced_mmd2(x, x + 1, p)
+
+
+def test_bad_input_names_the_argument():
+    with pytest.raises(ValueError, match="feature dimension"):
+        sliced_mmd2_grad(torch.zeros(3, 2), torch.zeros(3, 4), 5)
+    with pytest.raises(ValueError, match="y contains NaN"):
+        sliced_mmd2_grad(torch.zeros(3, 2), torch.tensor([[float("nan"), 0.0]]), 5)
+    with pytest.raises(ValueError, match="x is empty"):
+        sliced_mmd2(torch.zeros(0, 2), torch.zeros(3, 2), 5)
+    with pytest.raises(ValueError, match="floating dtype"):
+        sliced_mmd2_grad(torch.zeros(3, 2, dtype=torch.int32), torch.zeros(3, 2), 5)
+    with pytest.raises(ValueError, match="xp and yp"):
+        mmd2_grad_1d(torch.zeros(2, 3), torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="d must be"):
+        sliced_factor(0)
