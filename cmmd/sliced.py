@@ -64,41 +64,56 @@ def _check_projected(xp: torch.Tensor, yp: torch.Tensor) -> None:
         raise ValueError(f"xp ({xp.dtype}, {xp.device}) and yp ({yp.dtype}, {yp.device}) must match")
 
 
-def _tie_groups(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For sorted rows s (P, L): the first index a and one-past-last index b of each entry's tie group."""
-    length = s.shape[1]
-    idx = torch.arange(length, device=s.device).expand_as(s)
-    differs = s[:, 1:] != s[:, :-1]
-    starts = torch.ones_like(s, dtype=torch.bool)
-    starts[:, 1:] = differs
-    ends = torch.ones_like(s, dtype=torch.bool)
-    ends[:, :-1] = differs
-    first = torch.where(starts, idx, 0).cummax(1).values
-    past_last = torch.where(ends, idx + 1, length).flip(1).cummin(1).values.flip(1)
-    return first, past_last
-
-
-def _grad_1d_sorted(
-    s: torch.Tensor, is_x: torch.Tensor, n: int, m: int
-) -> torch.Tensor:
+def _grad_1d_sorted(s: torch.Tensor, is_x: torch.Tensor, n: int, m: int) -> torch.Tensor:
     r"""1D gradient at every sorted position j of the concatenation (values at target positions unused).
 
     Without ties, with r = #particles before j and j − r = #targets before j:
     ∂F/∂x = (2(j − r) − M)/(NM) − (2r − N + 1)/N² = (2Nj − 2(N+M)r − M)/(N²M).
-    With ties every count is taken up to the tie group's ends, so a tie contributes sign(0) = 0.
+    Tied positions (rare for continuous data, common in float32 at large N) get the values of
+    :func:`_tie_values` instead.
     """
-    dtype = s.dtype
-    x_before = is_x.to(dtype).cumsum(1) - is_x.to(dtype)  # exclusive count of particles
-    if not bool((s[:, 1:] == s[:, :-1]).any()):
-        j = torch.arange(s.shape[1], device=s.device, dtype=dtype)
-        return (2 * n * j - 2 * (n + m) * x_before - m) / (n * n * m)
-    first, past_last = _tie_groups(s)
-    x_padded = torch.cat([x_before, x_before.new_full((s.shape[0], 1), n)], 1)  # count before index L is N
-    x_lo = x_padded.gather(1, first)  # particles strictly below
-    x_hi = x_padded.gather(1, past_last)  # particles at or below
-    t_lo = first.to(dtype) - x_lo  # targets strictly below
-    t_hi = past_last.to(dtype) - x_hi  # targets at or below
-    return (t_lo + t_hi - m) / (n * m) - (x_lo + x_hi - n) / (n * n)
+    is_x_f = is_x.to(s.dtype)
+    x_before = is_x_f.cumsum(1).sub_(is_x_f)  # exclusive count of particles before each position
+    ties = _tie_values(s, x_before, n, m)
+    j = torch.arange(s.shape[1], device=s.device, dtype=s.dtype)
+    grad = x_before.mul_(-2.0 * (n + m)).add_(2.0 * n * j - m).div_(n * n * m)
+    if ties is not None:
+        grad.view(-1)[ties[0]] = ties[1]
+    return grad
+
+
+def _tie_values(
+    s: torch.Tensor, x_before: torch.Tensor, n: int, m: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    r"""Flat positions of the members of tie groups of the sorted rows ``s`` (P, L) and their gradients.
+
+    With a tie group occupying sorted positions [a, b), the counts below and at-or-below are taken at
+    a and b, so that a tie contributes sign(0) = 0 (the subgradient autograd of |·| picks):
+    (t_a + t_b − M)/(NM) − (x_a + x_b − N)/N², with x_k, t_k the particles and targets before k.
+    Only the K tied positions are touched: O(PL) to find them, O(K log K) for the rest.
+    Returns ``None`` without ties.
+    """
+    length = s.shape[1]
+    left_row, left_col = (s[:, 1:] == s[:, :-1]).nonzero(as_tuple=True)
+    if left_row.numel() == 0:
+        return None
+    left = left_row * length + left_col
+    members = torch.cat([left, left + 1]).unique()  # flat positions inside tie groups, ascending
+    flat_s = s.reshape(-1)
+    row_start = torch.div(members, length, rounding_mode="floor") * length
+    starts = torch.ones_like(members, dtype=torch.bool)
+    starts[1:] = (row_start[1:] != row_start[:-1]) | (flat_s[members[1:]] != flat_s[members[:-1]])
+    ends = torch.ones_like(starts)
+    ends[:-1] = starts[1:]
+    first = torch.where(starts, members, 0).cummax(0).values  # flat position a of the group
+    past_last = torch.where(ends, members + 1, s.numel()).flip(0).cummin(0).values.flip(0)  # b
+    flat_x = x_before.reshape(-1)
+    x_lo = flat_x[first]
+    at_row_end = past_last - row_start == length
+    x_hi = torch.where(at_row_end, float(n), flat_x[past_last.clamp_max(s.numel() - 1)])
+    t_lo = (first - row_start).to(s.dtype) - x_lo
+    t_hi = (past_last - row_start).to(s.dtype) - x_hi
+    return members, (t_lo + t_hi - m) / (n * m) - (x_lo + x_hi - n) / (n * n)
 
 
 def mmd2_grad_1d(xp: torch.Tensor, yp: torch.Tensor) -> torch.Tensor:
