@@ -1,0 +1,425 @@
+r"""The learned conditional MMD flow: a sequence of networks Φ_1..Φ_L (METHOD.md §3).
+
+Training (``fit``), for l = 1..L, with particles (x_i, q_i) started at x_i ~ U[0, 1]^d:
+
+1. keep x_old; simulate T_l steps of the conditional MMD flow toward the training pairs (p_i, q_i),
+   giving x_T (only x moves, :func:`cmmd.flow.conditional_mmd_flow`);
+2. train Φ_l(x, q) ≈ x_old − x_T by mean squared error with Adam (Φ_l warm-started from Φ_{l−1});
+3. replace the particles by x_old − Φ_l(x_old, q), so that network errors do not accumulate.
+
+The schedule is T_1 = ``first_steps`` and T_{l+1} = min(T_l + min(2^{4+l−1}, ``max_increment``), ``max_steps``).
+Sampling for a new observation y: z ~ U[0, 1]^d, then x ← x − Φ_l(x, y) for l = 1..L.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from cmmd._checks import check_floating, check_positive_int
+from cmmd.flow import GradientFn, conditional_mmd_flow, gradient_estimator, recorded_mmd2
+from cmmd.nets import MLP, prod
+
+CHECKPOINT_NAME = "checkpoint.pt"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Settings of a learned conditional MMD flow. The defaults are the ``cpu`` profile for 2D toys.
+
+    Attributes:
+        n_networks: L, the number of networks.
+        first_steps: T_1, flow steps simulated for the first network (paper: 2^4).
+        max_increment: largest growth T_{l+1} − T_l (paper: 1,024).
+        max_steps: cap on T_l (paper: 30,000; 10,000 for CT and materials).
+        n_projections: P for the sliced gradient; ``None`` uses the exact gradient.
+        step_size: τ of the Euler step x ← x − τ N v.
+        momentum: m in v ← ∇F + m v.
+        train_steps: Adam steps per network (paper: 4,000–5,000).
+        batch_size: minibatch size for the network training (paper: 100).
+        lr: Adam learning rate (paper: 5e-4).
+        lr_schedule: ``"constant"`` (paper) or ``"cosine"`` (decays to 0 over ``train_steps``; fits the
+            small displacements of the later networks more accurately for the same number of steps).
+        grad_clip: clip the network gradient norm to this value (paper, CT: 1); ``None`` = no clipping.
+        hidden, depth: size of the default MLP (vector data only).
+        sample_batch: default number of samples pushed through the networks at once.
+    """
+
+    n_networks: int = 8
+    first_steps: int = 16
+    max_increment: int = 1024
+    max_steps: int = 30_000
+    n_projections: int | None = 100
+    step_size: float = 1.0
+    momentum: float = 0.0
+    train_steps: int = 800
+    batch_size: int = 100
+    lr: float = 5e-4
+    lr_schedule: str = "constant"
+    grad_clip: float | None = None
+    hidden: int = 128
+    depth: int = 3
+    sample_batch: int = 4096
+
+    def flow_steps(self) -> list[int]:
+        """T_1..T_L of the schedule."""
+        steps = [min(self.first_steps, self.max_steps)]
+        for level in range(1, self.n_networks):
+            steps.append(min(steps[-1] + min(2 ** (4 + level - 1), self.max_increment), self.max_steps))
+        return steps
+
+
+@dataclass
+class FitHistory:
+    """Per network: flow steps T_l, MMD² of the joint particles after the flow, final training loss."""
+
+    flow_steps: list[int] = field(default_factory=list)
+    mmd2_after_flow: list[float] = field(default_factory=list)
+    mmd2_after_network: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+
+
+class ConditionalMMDFlow:
+    """Learned conditional MMD flow for data x of shape ``x_shape`` given observations of shape ``y_shape``.
+
+    Args:
+        x_shape: shape of one ground truth, e.g. (2,) or (1, 28, 28).
+        y_shape: shape of one observation, e.g. (1,) or (10,).
+        net: the first network Φ_1 (later ones are warm-started copies); ``None`` builds an :class:`MLP`.
+        config: :class:`FlowConfig`; ``None`` uses the defaults (``cpu`` profile for vectors).
+        gradient: a custom flow gradient (e.g. patch projections for images); ``None`` uses
+            ``config.n_projections``.
+    """
+
+    def __init__(
+        self,
+        x_shape: tuple[int, ...],
+        y_shape: tuple[int, ...],
+        *,
+        net: nn.Module | None = None,
+        config: FlowConfig | None = None,
+        gradient: GradientFn | None = None,
+    ) -> None:
+        self.x_shape, self.y_shape = _shape("x_shape", x_shape), _shape("y_shape", y_shape)
+        self.config = config or FlowConfig()
+        self._template = net
+        self.gradient = gradient or gradient_estimator(self.config.n_projections)
+        self.networks: list[nn.Module] = []
+        self.history = FitHistory()
+
+    # ------------------------------------------------------------------ networks
+    def _first_network(self, generator: torch.Generator | None, like: torch.Tensor) -> nn.Module:
+        """Φ_1: the given template, or a default MLP initialised from ``generator`` (global RNG untouched)."""
+        if self._template is not None:
+            return copy.deepcopy(self._template).to(like.device)
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=like.device))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = MLP(prod(self.x_shape), prod(self.y_shape), hidden=self.config.hidden, depth=self.config.depth)
+        return net.to(device=like.device, dtype=like.dtype)
+
+    def _train_network(
+        self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor, generator
+    ) -> float:
+        """Fit net(x, y) ≈ target by MSE with Adam; returns the mean loss of the last 10% of the steps."""
+        cfg = self.config
+        optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+        scheduler = _scheduler(optimizer, cfg.lr_schedule, cfg.train_steps)
+        net.train()
+        losses = []
+        for _ in range(cfg.train_steps):
+            idx = torch.randint(0, x.shape[0], (min(cfg.batch_size, x.shape[0]),), generator=generator, device=x.device)
+            loss = (net(x[idx], y[idx]) - target[idx]).square().flatten(1).sum(1).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+        net.eval()
+        tail = losses[-max(1, len(losses) // 10) :]
+        return sum(tail) / len(tail)
+
+    @torch.no_grad()
+    def _apply(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> torch.Tensor:
+        """x − net(x, y) in batches of ``batch`` rows."""
+        out = torch.empty_like(x)
+        for start in range(0, x.shape[0], batch):
+            rows = slice(start, start + batch)
+            out[rows] = x[rows] - net(x[rows], y[rows])
+        return out
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        resume: bool = False,
+        progress: bool = True,
+    ) -> "ConditionalMMDFlow":
+        """Learn the flow from training pairs x (N, *x_shape), y (N, *y_shape) (module docstring).
+
+        Args:
+            x, y: the training sample (p_i, q_i) of P_{X,Y}.
+            generator: source of all randomness (initial particles, directions, minibatches, init).
+            checkpoint_dir: write ``checkpoint.pt`` there, atomically, after every network.
+            resume: continue from the checkpoint in ``checkpoint_dir``; the result equals an uninterrupted
+                run with the same seed (CPU). Without it, an existing checkpoint is never overwritten.
+            progress: show a tqdm bar (network l of L, MMD², training loss).
+
+        Returns:
+            self, with ``networks`` (L modules) and ``history``.
+        """
+        self._check_training_data(x, y)
+        n = x.shape[0]
+        cfg = self.config
+        ckpt = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+        x_flat, y_flat = x.reshape(n, -1), y.reshape(n, -1)
+        fingerprint = _fingerprint(x_flat, y_flat)
+        if resume:
+            state = self._resume_state(ckpt, fingerprint, generator, x)
+        else:
+            if ckpt is not None and ckpt.exists():
+                raise FileExistsError(
+                    f"{ckpt} already holds a checkpoint; pass resume=True to continue it, "
+                    f"or choose another checkpoint_dir (nothing was overwritten)"
+                )
+            self.networks, self.history = [], FitHistory()
+            particles = torch.rand(x_flat.shape, generator=generator, dtype=x.dtype, device=x.device)
+            state = {"particles": particles, "velocity": None}
+        particles, velocity = state["particles"], state["velocity"]
+        schedule = cfg.flow_steps()
+        bar = tqdm(range(len(self.networks), cfg.n_networks), disable=not progress, desc="networks",
+                   initial=len(self.networks), total=cfg.n_networks)
+        for level in bar:
+            x_old = particles
+            flowed = conditional_mmd_flow(
+                x_old, y_flat, x_flat, y_flat, schedule[level], step_size=cfg.step_size, momentum=cfg.momentum,
+                gradient=self.gradient, velocity=velocity, record_every=max(1, schedule[level]), generator=generator,
+            )
+            velocity = flowed.velocity
+            net = self._first_network(generator, x) if level == 0 else copy.deepcopy(self.networks[-1])
+            displacement = (x_old - flowed.x).view(n, *self.x_shape)
+            x_img, y_img = x_old.view(n, *self.x_shape), y.reshape(n, *self.y_shape)
+            loss = self._train_network(net, x_img, y_img, displacement, generator)
+            self.networks.append(net)
+            particles = self._apply(net, x_img, y_img, cfg.sample_batch).reshape(n, -1)
+            self._record(schedule[level], flowed.mmd2[-1], particles, y_flat, x_flat, loss)
+            bar.set_postfix(mmd2=f"{self.history.mmd2_after_network[-1]:.2e}", loss=f"{loss:.2e}")
+            if ckpt is not None:
+                self._write_checkpoint(ckpt, fingerprint, particles, velocity, generator)
+        return self
+
+    def _record(self, steps, mmd2_flow, particles, y_flat, x_flat, loss) -> None:
+        joint, target = torch.cat([particles, y_flat], 1), torch.cat([x_flat, y_flat], 1)
+        self.history.flow_steps.append(steps)
+        self.history.mmd2_after_flow.append(mmd2_flow)
+        self.history.mmd2_after_network.append(recorded_mmd2(joint, target, len(self.networks)))
+        self.history.train_loss.append(loss)
+
+    def _check_training_data(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        check_floating("x", x)
+        check_floating("y", y)
+        if tuple(x.shape[1:]) != self.x_shape:
+            raise ValueError(f"x must have shape (N, *{self.x_shape}), got {tuple(x.shape)}")
+        if tuple(y.shape[1:]) != self.y_shape:
+            raise ValueError(f"y must have shape (N, *{self.y_shape}), got {tuple(y.shape)}")
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"x and y must hold the same number of pairs, got {x.shape[0]} and {y.shape[0]}")
+        if x.dtype != y.dtype or x.device != y.device:
+            raise ValueError(f"x ({x.dtype}, {x.device}) and y ({y.dtype}, {y.device}) must match")
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def sample(
+        self,
+        y: torch.Tensor,
+        n_samples: int,
+        *,
+        generator: torch.Generator | None = None,
+        batch_size: int | None = None,
+    ) -> torch.Tensor:
+        """Posterior samples for each observation: z ~ U[0, 1]^d, x ← x − Φ_l(x, y) for l = 1..L.
+
+        Args:
+            y: observations (B, *y_shape).
+            n_samples: samples per observation.
+            generator: source of the initial noise; all noise is drawn at once, so the samples do not
+                depend on ``batch_size``.
+            batch_size: rows pushed through the networks at once (memory bound); default
+                ``config.sample_batch``.
+
+        Returns:
+            Tensor (B, n_samples, *x_shape).
+        """
+        if not self.networks:
+            raise RuntimeError("sample() needs a trained flow: call fit(x, y) or ConditionalMMDFlow.load(path) first")
+        check_floating("y", y)
+        if tuple(y.shape[1:]) != self.y_shape:
+            raise ValueError(
+                f"y must have shape (B, *{self.y_shape}) like the training observations, got {tuple(y.shape)}"
+            )
+        check_positive_int("n_samples", n_samples)
+        batch = batch_size if batch_size is not None else self.config.sample_batch
+        check_positive_int("batch_size", batch)
+        b = y.shape[0]
+        dtype, device = self._parameter_dtype_device(y)
+        x = torch.rand((b * n_samples, *self.x_shape), generator=generator, dtype=dtype, device=device)
+        y_rep = y.to(dtype).repeat_interleave(n_samples, dim=0)
+        for net in self.networks:
+            x = self._apply(net, x, y_rep, batch)
+        return x.view(b, n_samples, *self.x_shape)
+
+    def _parameter_dtype_device(self, y: torch.Tensor) -> tuple[torch.dtype, torch.device]:
+        param = next(self.networks[0].parameters(), None)
+        return (param.dtype, param.device) if param is not None else (y.dtype, y.device)
+
+    # ------------------------------------------------------------------ persistence
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_VERSION,
+            "x_shape": list(self.x_shape),
+            "y_shape": list(self.y_shape),
+            "config": asdict(self.config),
+            "network_class": type(self.networks[0]).__name__ if self.networks else None,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to sample: shapes, config, the networks' weights and the fit history."""
+        return {
+            **self._meta(),
+            "networks": [net.state_dict() for net in self.networks],
+            "history": asdict(self.history),
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the trained flow to ``path`` atomically (a temporary file, then a rename)."""
+        if not self.networks:
+            raise RuntimeError("nothing to save: call fit(x, y) first")
+        _atomic_save(self.state_dict(), Path(path))
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, *, net: nn.Module | None = None, map_location: str | torch.device = "cpu"
+    ) -> "ConditionalMMDFlow":
+        """Read a flow written by :meth:`save`. Pass ``net`` (an untrained network of the same architecture)
+        when the flow was trained with a custom network."""
+        state = _read(Path(path), map_location)
+        model = cls(tuple(state["x_shape"]), tuple(state["y_shape"]), net=net, config=FlowConfig(**state["config"]))
+        model._load_networks(state, map_location)
+        return model
+
+    def _load_networks(self, state: dict[str, Any], map_location) -> None:
+        like = torch.empty(0, dtype=_state_dtype(state), device=map_location)
+        template = self._first_network(torch.Generator().manual_seed(0), like)
+        if state["network_class"] != type(template).__name__:
+            raise ValueError(
+                f"the checkpoint holds {state['network_class']} networks but the template is "
+                f"{type(template).__name__}; pass net= of the architecture it was trained with"
+            )
+        self.networks = []
+        for weights in state["networks"]:
+            net = copy.deepcopy(template)
+            net.load_state_dict(weights)
+            net.eval()
+            self.networks.append(net)
+        self.history = FitHistory(**state["history"])
+
+    def _write_checkpoint(self, path: Path, fingerprint, particles, velocity, generator) -> None:
+        state = self.state_dict()
+        state["training"] = {
+            "fingerprint": fingerprint,
+            "particles": particles,
+            "velocity": velocity,
+            "generator": generator.get_state() if generator is not None else None,
+        }
+        _atomic_save(state, path)
+
+    def _resume_state(self, ckpt: Path | None, fingerprint, generator, like: torch.Tensor) -> dict[str, Any]:
+        if ckpt is None:
+            raise ValueError("resume=True needs checkpoint_dir, the folder of the checkpoint to continue")
+        if not ckpt.exists():
+            raise FileNotFoundError(f"no checkpoint at {ckpt} to resume; run fit without resume=True first")
+        state = _read(ckpt, like.device)
+        mismatch = _differences(self._meta() | {"network_class": state["network_class"]}, state)
+        if state["training"]["fingerprint"] != fingerprint:
+            mismatch.append("training data (x, y) differ from those the checkpoint was trained on")
+        if mismatch:
+            raise ValueError(f"{ckpt} was written by another configuration: " + "; ".join(mismatch))
+        self._load_networks(state, like.device)
+        training = state["training"]
+        if generator is not None and training["generator"] is not None:
+            generator.set_state(training["generator"])
+        return {"particles": training["particles"], "velocity": training["velocity"]}
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, kind: str, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    if kind == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
+    raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {kind!r}")
+
+
+def _shape(name: str, shape) -> tuple[int, ...]:
+    shape = tuple(shape) if isinstance(shape, (tuple, list, torch.Size)) else None
+    if not shape or not all(isinstance(s, int) and s >= 1 for s in shape):
+        raise ValueError(f"{name} must be a non-empty tuple of positive ints such as (2,) or (1, 28, 28)")
+    return shape
+
+
+def _fingerprint(x_flat: torch.Tensor, y_flat: torch.Tensor) -> list[float]:
+    """Cheap summary of the training data (sizes and moments) to refuse resuming on other data."""
+    xd, yd = x_flat.double(), y_flat.double()
+    return [float(x_flat.shape[0]), float(xd.sum()), float(xd.square().sum()), float(yd.sum()), float(yd.square().sum())]
+
+
+def _differences(expected: dict[str, Any], found: dict[str, Any]) -> list[str]:
+    keys = ("format", "x_shape", "y_shape", "config", "network_class")
+    out = []
+    for key in keys:
+        if expected.get(key) != found.get(key):
+            out.append(f"{key}: checkpoint has {found.get(key)!r}, this flow has {expected.get(key)!r}")
+    return out
+
+
+def _state_dtype(state: dict[str, Any]) -> torch.dtype:
+    for weights in state["networks"]:
+        for tensor in weights.values():
+            if tensor.is_floating_point():
+                return tensor.dtype
+    return torch.float32
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _read(path: Path, map_location) -> dict[str, Any]:
+    if not path.exists():
+        raise FileNotFoundError(f"no saved flow at {path}")
+    state = torch.load(path, map_location=map_location, weights_only=False)
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{path} is not a cmmd flow of format {FORMAT_VERSION}")
+    return state

@@ -1,0 +1,298 @@
+"""The book pipeline: ledger validation, the notebook contract, staleness of the committed
+notebooks, configuration consistency, running a notebook, and the offline ``-W`` book build."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from cmmd import book, runtime
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = book.notebook_names(ROOT / "notebooks")
+
+
+def _row(**changes):
+    row = dict(
+        experiment="mnist-inpainting", metric="psnr-mean", ours=21.5, paper=None,
+        baseline={"name": "SRFlow", "value": 20.0}, higher_is_better=True, profile="cpu",
+    )
+    row.update(changes)
+    return row
+
+
+# --------------------------------------------------------------------------- ledger and results
+
+
+def test_validate_ledger_accepts_valid_rows_and_converts_scalars():
+    rows = book.validate_ledger([_row(ours=torch.tensor(2.0)), _row(metric="ssim-mean", paper=0.8)])
+    assert rows[0]["ours"] == 2.0 and isinstance(rows[0]["ours"], float)
+    assert rows[1]["paper"] == 0.8
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        (_row(experiment="MNIST_inpainting"), "not an id"),
+        (_row(metric="psnr--mean"), "not an id"),
+        (_row(ours="21"), "must be a number"),
+        (_row(ours=float("nan")), "finite"),
+        (_row(ours=True), "must be a number"),
+        (_row(paper="n/a"), "a number or None"),
+        (_row(baseline={"name": "SRFlow"}), "baseline"),
+        (_row(baseline={"name": "", "value": 1.0}), "non-empty"),
+        (_row(higher_is_better=1), "True or False"),
+        (_row(profile="gpu"), "not one of"),
+        ({k: v for k, v in _row().items() if k != "paper"}, "missing keys ['paper']"),
+        (_row(note="x"), "unknown keys ['note']"),
+    ],
+)
+def test_validate_ledger_rejects_bad_rows(row, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        book.validate_ledger([row])
+
+
+def test_validate_ledger_rejects_duplicates_and_foreign_profiles():
+    with pytest.raises(ValueError, match="twice"):
+        book.validate_ledger([_row(), _row()])
+    with pytest.raises(ValueError, match="ran with profile 'smoke'"):
+        book.validate_ledger([_row()], profile="smoke")
+    with pytest.raises(ValueError, match="list of dicts"):
+        book.validate_ledger(_row())
+
+
+def test_write_results_writes_json_and_warns_when_standalone(tmp_path):
+    path = tmp_path / "r.json"
+    book.write_results(path, ledger=[_row()], metrics={"a": torch.arange(3.0), "b": {"c": 1}})
+    data = json.loads(path.read_text())
+    assert data["metrics"] == {"a": [0.0, 1.0, 2.0], "b": {"c": 1}}
+    assert data["ledger"][0]["experiment"] == "mnist-inpainting"
+    with pytest.warns(UserWarning, match="results_path is empty"):
+        book.write_results("", ledger=[_row()], metrics={})
+    with pytest.raises(ValueError, match="not an id"):  # checked even when nothing is written
+        book.write_results("", ledger=[_row(metric="PSNR")], metrics={})
+    with pytest.raises(ValueError, match="finite"):
+        book.write_results(path, ledger=[], metrics={"x": float("inf")})
+
+
+def test_ledger_status_and_tables():
+    assert book.ledger_status(_row(paper=21.0, profile="paper")) == "agrees with paper; beats SRFlow"
+    assert book.ledger_status(_row(ours=10.0, paper=21.0, baseline=None)).startswith("worse than paper")
+    lower = _row(ours=0.1, paper=None, baseline={"name": "b", "value": 0.2}, higher_is_better=False)
+    assert book.ledger_status(lower).startswith("beats b")
+    record = {
+        "notebook": "05_inpainting", "profile": "cpu", "hardware": "CPU: x | y", "wall_time_s": 75.0,
+        "executed_at": "2025-01-02T03:04:05+00:00", "source": "notebooks/05_inpainting.py",
+        "source_hash": "ab" * 32, "ledger": [_row()],
+    }
+    table = book.render_ledger([record])
+    assert "{doc}`mnist-inpainting (5) </generated/05_inpainting>`" in table
+    assert "| psnr-mean ↑ | 21.5 | — | SRFlow: 20 | `cpu` | beats SRFlow |" in table
+    assert table.count("\n") == 3
+    runs = book.render_runs([record])
+    assert "profile `cpu`" in runs and "1 min 15 s" in runs and "CPU: x \\| y" in runs
+    assert "{doc}`5 </generated/05_inpainting>`" in runs
+    assert "Baseline" not in book.render_ledger([{**record, "ledger": [_row(baseline=None)]}])
+    assert "make book" in book.render_ledger([]) and "make book" in book.render_runs([])
+
+
+# --------------------------------------------------------------------------- runtime
+
+
+def test_runtime_device_and_banner(capsys):
+    assert book.check_profile("cpu") == "cpu"
+    assert runtime.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert runtime.resolve_device("cpu") == torch.device("cpu")
+    for bad in ("gpu0", 3):
+        with pytest.raises(ValueError, match="device"):
+            runtime.resolve_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            runtime.resolve_device("cuda")
+    with pytest.raises(ValueError, match="unknown profile"):
+        runtime.banner("fast", "cpu")
+    assert runtime.hardware_summary("cpu").startswith("CPU: ")
+    runtime.banner("cpu", "cpu")  # no IPython kernel here: plain text
+    out = capsys.readouterr().out
+    assert "Profile: `cpu`" in out and "torch " + torch.__version__ in out
+    assert runtime.format_duration(75.4) == "1 min 15 s" and runtime.format_duration(3.21) == "3.2 s"
+
+
+# --------------------------------------------------------------------------- repository consistency
+
+
+def test_config_points_to_the_repository_and_colab():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["repository"]["url"] == book.REPO_URL
+    assert config["repository"]["branch"] == book.REPO_BRANCH
+    assert config["repository"]["path_to_book"] == "book"
+    assert config["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    assert config["execute"]["execute_notebooks"] == "cache"
+    assert "generated/*" in config["execute"]["exclude_patterns"]
+    assert f"git+{book.REPO_URL}@{book.REPO_BRANCH}" in book.colab_cell_source()
+    assert book.colab_url("01_sliced_mmd").endswith("/blob/main/book/generated/01_sliced_mmd.ipynb")
+
+
+def _toc_files(entry) -> list[str]:
+    files = [entry["file"]] if "file" in entry else []
+    for key in ("parts", "chapters", "sections"):
+        for child in entry.get(key, []):
+            files += _toc_files(child)
+    return files
+
+
+def test_toc_lists_exactly_the_notebooks():
+    toc = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text())
+    chapters = sorted(f.removeprefix("generated/") for f in _toc_files(toc) if f.startswith("generated/"))
+    assert chapters == NAMES, "book/_toc.yml must list generated/NAME for every notebooks/NAME.py"
+    for f in _toc_files(toc):
+        if not f.startswith("generated/"):
+            assert (ROOT / "book" / f"{f}.md").exists(), f
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_follows_the_contract(name):
+    nb = book.load_notebook(ROOT / "notebooks" / f"{name}.py")  # raises NotebookError otherwise
+    text = "\n".join(c.source for c in nb.cells)
+    assert "banner(profile" in text and "write_results(results_path" in text and "footer(" in text
+    assert "PROFILES" in text and all(f'"{p}"' in text for p in runtime.PROFILES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_notebook_is_current(name):
+    """The executed notebook in book/generated/ belongs to the current source and the cpu profile."""
+    reasons = book.stale_reasons(
+        name, profile=book.DEFAULT_PROFILE,
+        notebooks_dir=ROOT / "notebooks", generated_dir=ROOT / "book" / "generated",
+    )
+    assert not reasons, (
+        "; ".join(reasons) + f". Run `make book` or `python -m cmmd.book {name}` and commit "
+        f"book/generated/{name}.ipynb and .json"
+    )
+
+
+# --------------------------------------------------------------------------- the pipeline itself
+
+
+TRIVIAL = """# %% tags=["remove-cell"]
+{colab}
+
+# %% tags=["parameters", "remove-cell"]
+profile = "cpu"
+device = "auto"
+seed = 0
+results_path = ""
+
+# %% [markdown]
+# # A trivial chapter
+
+# %%
+from cmmd.book import write_results
+from cmmd.runtime import banner
+banner(profile, device)
+value = 1 + seed  # BODY
+
+# %%
+write_results(results_path, ledger=[dict(experiment="toy", metric="value", ours=value, paper=None,
+              baseline=None, higher_is_better=True, profile=profile)], metrics={{"seed": seed}})
+"""
+
+
+@pytest.mark.slow
+def test_run_notebook_writes_skips_and_reports_failures(tmp_path):
+    src, out = tmp_path / "notebooks", tmp_path / "generated"
+    src.mkdir()
+    (src / "01_toy.py").write_text(TRIVIAL.format(colab=book.colab_cell_source()))
+    kw = dict(notebooks_dir=src, generated_dir=out, log=lambda _: None)
+
+    first = book.run_notebook("01_toy", profile="smoke", seed=2, **kw)
+    assert first.status == "ran"
+    record = json.loads((out / "01_toy.json").read_text())
+    assert record["profile"] == "smoke" and record["seed"] == 2 and record["metrics"] == {"seed": 2}
+    assert record["ledger"][0]["ours"] == 3.0 and record["source_hash"] == book.source_hash(src / "01_toy.py")
+    executed = json.loads((out / "01_toy.ipynb").read_text())
+    assert executed["metadata"]["cmmd"]["parameters"] == {"profile": "smoke", "device": "auto", "seed": 2}
+    assert "/tmp" not in json.dumps(executed["metadata"]["papermill"]["parameters"])
+    tags = [c["metadata"].get("tags", []) for c in executed["cells"]]
+    assert not any("injected-parameters" in t for t in tags)  # so that edits in Colab take effect
+    params_cell = next(c for c, t in zip(executed["cells"], tags) if "parameters" in t)
+    assert "".join(params_cell["source"]) == 'profile = "smoke"\ndevice = "auto"\nseed = 2\nresults_path = ""'
+
+    assert book.run_notebook("01_toy", profile="smoke", seed=2, **kw).status == "skipped"
+    assert book.stale_reasons("01_toy", profile="cpu", notebooks_dir=src, generated_dir=out) == [
+        "01_toy.ipynb was produced by profile 'smoke', not 'cpu'"
+    ]
+
+    # A failing cell: clear error, partial notebook kept, the good copy untouched.
+    before = (out / "01_toy.ipynb").read_text()
+    (src / "01_toy.py").write_text(
+        TRIVIAL.format(colab=book.colab_cell_source()).replace("# BODY", "\nraise RuntimeError('boom')")
+    )
+    assert "executed from another version" in " ".join(
+        book.stale_reasons("01_toy", profile="smoke", notebooks_dir=src, generated_dir=out)
+    )
+    with pytest.raises(book.NotebookError, match=r"(?s)cell 4 .*RuntimeError: boom.*01_toy\.tmp\.ipynb"):
+        book.run_notebook("01_toy", profile="smoke", **kw)
+    assert (out / "01_toy.tmp.ipynb").exists() and (out / "01_toy.ipynb").read_text() == before
+
+    book.write_ledger_pages(out)
+    assert "| value ↑ | 3 | — | `smoke` | measured |" in (out / "ledger.md").read_text()
+    assert "profile `smoke`" in (out / "runs.md").read_text()
+
+
+def test_contract_errors_are_clear(tmp_path):
+    colab = book.colab_cell_source()
+    good = TRIVIAL.format(colab=colab)
+    cases = {
+        "no_colab.py": (good.replace(colab, "import sys"), "Colab install cell"),
+        "no_params.py": (good.replace('"parameters", ', ""), "tagged parameters"),
+        "no_seed.py": (good.replace("seed = 0\n", ""), "does not define seed"),
+        # jupytext leaves a fence whose first line ends in a backtick open until the next fence
+        "fence.py": (
+            good.replace("# # A trivial chapter", "# ```{note} {cite}`x`\n# text\n# ```").replace(
+                "# %%\nwrite_results", "# %% [markdown]\n# ```{note}\n# b\n# ```\n\n# %%\nwrite_results"
+            ),
+            "cell marker",
+        ),
+    }
+    for filename, (text, message) in cases.items():
+        (tmp_path / filename).write_text(text)
+        with pytest.raises(book.NotebookError, match=message):
+            book.load_notebook(tmp_path / filename)
+    with pytest.raises(book.NotebookError, match="available"):
+        book.resolve_names(["nope"], ROOT / "notebooks")
+    assert book.resolve_names(["01"], ROOT / "notebooks") == [n for n in NAMES if n.startswith("01")]
+
+
+# --------------------------------------------------------------------------- the HTML book
+
+
+@pytest.mark.slow
+def test_book_builds_offline_without_warnings(tmp_path):
+    """`jupyter-book build book -W -n --keep-going` (as `make html` and CI run it), into tmp_path."""
+    exe = Path(sys.executable).with_name("jupyter-book")
+    command = [str(exe) if exe.exists() else shutil.which("jupyter-book") or "jupyter-book"]
+    result = subprocess.run(
+        [*command, "build", str(ROOT / "book"), "--path-output", str(tmp_path), "-W", "-n", "--keep-going"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    html = tmp_path / "_build" / "html"
+    intro = (html / "intro.html").read_text()
+    assert "Reproduction ledger" in intro and "<table" in intro
+    for name in NAMES:
+        page = (html / "generated" / f"{name}.html").read_text()
+        assert "How this page was produced" in page, f"{name}: the run banner is missing"
+        links = set(re.findall(r"https://colab\.research\.google\.com/github/[^\"']+", page))
+        assert links == {book.colab_url(name)}, f"{name}: Colab button {links}"
+        assert (ROOT / "book" / "generated" / f"{name}.ipynb").exists()  # what the button opens
+        assert "data:image/png" in page or "<img" in page, f"{name}: no figure"
+        assert "Traceback" not in page
