@@ -7,7 +7,9 @@ Training (``fit``), for l = 1..L, with particles (x_i, q_i) started at x_i ~ U[0
 2. train Φ_l(x, q) ≈ x_old − x_T by mean squared error with Adam (Φ_l warm-started from Φ_{l−1});
 3. replace the particles by x_old − Φ_l(x_old, q), so that network errors do not accumulate.
 
-The schedule is T_1 = ``first_steps`` and T_{l+1} = min(T_l + min(2^{4+l−1}, ``max_increment``), ``max_steps``).
+The schedule is T_1 = ``first_steps`` and T_{l+1} = min(T_l + min(T_1·2^{l−1}, ``max_increment``), ``max_steps``)
+(with T_1 = 2^4 this is METHOD.md's min(T_l + min(2^{4+l−1}, 1024), cap)). The momentum state starts at zero
+for every network, as in the authors' code.
 Sampling for a new observation y: z ~ U[0, 1]^d, then x ← x − Φ_l(x, y) for l = 1..L.
 """
 
@@ -74,7 +76,8 @@ class FlowConfig:
         """T_1..T_L of the schedule."""
         steps = [min(self.first_steps, self.max_steps)]
         for level in range(1, self.n_networks):
-            steps.append(min(steps[-1] + min(2 ** (4 + level - 1), self.max_increment), self.max_steps))
+            increment = min(self.first_steps * 2 ** (level - 1), self.max_increment)
+            steps.append(min(steps[-1] + increment, self.max_steps))
         return steps
 
 
@@ -199,8 +202,8 @@ class ConditionalMMDFlow:
                 )
             self.networks, self.history = [], FitHistory()
             particles = torch.rand(x_flat.shape, generator=generator, dtype=x.dtype, device=x.device)
-            state = {"particles": particles, "velocity": None}
-        particles, velocity = state["particles"], state["velocity"]
+            state = {"particles": particles}
+        particles = state["particles"]
         schedule = cfg.flow_steps()
         bar = tqdm(range(len(self.networks), cfg.n_networks), disable=not progress, desc="networks",
                    initial=len(self.networks), total=cfg.n_networks)
@@ -208,9 +211,8 @@ class ConditionalMMDFlow:
             x_old = particles
             flowed = conditional_mmd_flow(
                 x_old, y_flat, x_flat, y_flat, schedule[level], step_size=cfg.step_size, momentum=cfg.momentum,
-                gradient=self.gradient, velocity=velocity, record_every=max(1, schedule[level]), generator=generator,
+                gradient=self.gradient, record_every=max(1, schedule[level]), generator=generator,
             )
-            velocity = flowed.velocity
             net = self._first_network(generator, x) if level == 0 else copy.deepcopy(self.networks[-1])
             displacement = (x_old - flowed.x).view(n, *self.x_shape)
             x_img, y_img = x_old.view(n, *self.x_shape), y.reshape(n, *self.y_shape)
@@ -220,7 +222,7 @@ class ConditionalMMDFlow:
             self._record(schedule[level], flowed.mmd2[-1], particles, y_flat, x_flat, loss)
             bar.set_postfix(mmd2=f"{self.history.mmd2_after_network[-1]:.2e}", loss=f"{loss:.2e}")
             if ckpt is not None:
-                self._write_checkpoint(ckpt, fingerprint, particles, velocity, generator)
+                self._write_checkpoint(ckpt, fingerprint, particles, generator)
         return self
 
     def _record(self, steps, mmd2_flow, particles, y_flat, x_flat, loss) -> None:
@@ -338,12 +340,11 @@ class ConditionalMMDFlow:
             self.networks.append(net)
         self.history = FitHistory(**state["history"])
 
-    def _write_checkpoint(self, path: Path, fingerprint, particles, velocity, generator) -> None:
+    def _write_checkpoint(self, path: Path, fingerprint, particles, generator) -> None:
         state = self.state_dict()
         state["training"] = {
             "fingerprint": fingerprint,
             "particles": particles,
-            "velocity": velocity,
             "generator": generator.get_state() if generator is not None else None,
         }
         _atomic_save(state, path)
@@ -363,7 +364,7 @@ class ConditionalMMDFlow:
         training = state["training"]
         if generator is not None and training["generator"] is not None:
             generator.set_state(training["generator"])
-        return {"particles": training["particles"], "velocity": training["velocity"]}
+        return {"particles": training["particles"]}
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, kind: str, steps: int) -> torch.optim.lr_scheduler.LRScheduler:

@@ -137,7 +137,7 @@ class UNet(nn.Module):
             check_positive_int(name, value)
         if isinstance(cond_channels, bool) or not isinstance(cond_channels, int) or cond_channels < 0:
             raise ValueError(f"cond_channels must be an integer >= 0, got {cond_channels!r}")
-        if not channel_mult or not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in channel_mult):
+        if not channel_mult or not all(type(m) is int and m >= 1 for m in channel_mult):
             raise ValueError(f"channel_mult must be a non-empty tuple of positive ints, got {channel_mult!r}")
         if norm_groups is not None:
             check_positive_int("norm_groups", norm_groups)
@@ -150,7 +150,8 @@ class UNet(nn.Module):
         self.stem = nn.Conv2d(x_channels + cond_channels, widths[0], 3, padding=1)
         self.down_blocks, self.downsample = nn.ModuleList(), nn.ModuleList()
         for level, width in enumerate(widths):
-            self.down_blocks.append(nn.Sequential(*[ResBlock(width, width, norm_groups=norm_groups) for _ in range(blocks)]))
+            level_blocks = [ResBlock(width, width, norm_groups=norm_groups) for _ in range(blocks)]
+            self.down_blocks.append(nn.Sequential(*level_blocks))
             if level + 1 < len(widths):
                 self.downsample.append(nn.Conv2d(width, widths[level + 1], 3, stride=2, padding=1))
         self.mid = nn.Sequential(*[ResBlock(widths[-1], widths[-1], norm_groups=norm_groups) for _ in range(blocks)])
@@ -160,7 +161,9 @@ class UNet(nn.Module):
             up = [ResBlock(2 * widths[level], widths[level], norm_groups=norm_groups)]
             up += [ResBlock(widths[level], widths[level], norm_groups=norm_groups) for _ in range(blocks - 1)]
             self.up_blocks.append(nn.Sequential(*up))
-        self.head = nn.Sequential(_norm(widths[0], norm_groups), nn.SiLU(), nn.Conv2d(widths[0], x_channels, 3, padding=1))
+        self.head = nn.Sequential(
+            _norm(widths[0], norm_groups), nn.SiLU(), nn.Conv2d(widths[0], x_channels, 3, padding=1)
+        )
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
@@ -234,7 +237,9 @@ class ResizedImage(nn.Module):
     Give ``factor`` (H = factor·h: convolutional, any input size, e.g. ×4 for materials) or ``size`` (H, W).
     """
 
-    def __init__(self, *, factor: float | None = None, size: tuple[int, int] | None = None, mode: str = "bicubic") -> None:
+    def __init__(
+        self, *, factor: float | None = None, size: tuple[int, int] | None = None, mode: str = "bicubic"
+    ) -> None:
         super().__init__()
         if (factor is None) == (size is None):
             raise ValueError("give exactly one of factor (H = factor·h) and size (H, W)")
