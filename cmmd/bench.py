@@ -2,7 +2,9 @@
 
 For N = M, d and P in a grid, times one call of :func:`cmmd.sliced.sliced_mmd2_grad` beside
 (a) the floor of the method on the same input: one batched sort of P rows of N + M projected values
-plus the projection and back-projection matrix products, timed alone; and (b) the exact O(N(N+M))
+plus the projection and back-projection matrix products, timed alone, with the same row sort the method
+uses (:func:`cmmd._sort.sorted_keys`: packed int64 keys sorted by NumPy on the CPU) and, for reference,
+with ``torch.sort``; and (b) the exact O(N(N+M))
 gradient :func:`cmmd.energy.mmd2_grad` where its predicted time fits the budget. Peak memory is the
 increase of the process's resident set (CPU, from /proc/self/status after resetting its high-water
 mark) or ``torch.cuda.max_memory_allocated`` (CUDA). Prints a table and writes JSON.
@@ -20,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from cmmd._sort import sorted_keys
 from cmmd.energy import mmd2_grad
 from cmmd.runtime import resolve_device
 from cmmd.sliced import random_directions, sliced_mmd2_grad
@@ -33,6 +36,7 @@ class Row:
     sliced_s: float
     floor_s: float
     ratio: float
+    torch_sort_floor_s: float
     exact_s: float | None
     sliced_peak_mib: float | None
     floor_peak_mib: float | None
@@ -81,11 +85,11 @@ def _timed(fn: Callable[[], object], device: torch.device, repeats: int) -> tupl
     return best, _peak_since(device, baseline)
 
 
-def floor_work(x: torch.Tensor, y: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+def floor_work(x: torch.Tensor, y: torch.Tensor, xi: torch.Tensor, *, torch_sort: bool = False) -> torch.Tensor:
     """The unavoidable work of a sliced gradient: project, one batched sort of (P, N+M), back-project."""
     projected = xi @ torch.cat([x, y]).T
-    values, _ = projected.sort(dim=1)
-    return values[:, : x.shape[0]].T @ xi
+    perm = projected.sort(dim=1).indices if torch_sort else sorted_keys(projected)[0]
+    return perm[:, : x.shape[0]].to(x.dtype).T @ xi
 
 
 def bench_case(n: int, d: int, p: int, *, device: torch.device, exact_budget_s: float, repeats: int) -> Row:
@@ -95,11 +99,12 @@ def bench_case(n: int, d: int, p: int, *, device: torch.device, exact_budget_s: 
     xi = random_directions(p, d, generator=generator, device=device)
     sliced_s, sliced_peak = _timed(lambda: sliced_mmd2_grad(x, y, p, generator=generator), device, repeats)
     floor_s, floor_peak = _timed(lambda: floor_work(x, y, xi), device, repeats)
+    torch_floor_s, _ = _timed(lambda: floor_work(x, y, xi, torch_sort=True), device, repeats)
     exact_s = None
     predicted = _exact_seconds_estimate(n, d, device)
     if predicted <= exact_budget_s:
         exact_s, _ = _timed(lambda: mmd2_grad(x, y), device, 1)
-    return Row(n, d, p, sliced_s, floor_s, sliced_s / floor_s, exact_s, sliced_peak, floor_peak)
+    return Row(n, d, p, sliced_s, floor_s, sliced_s / floor_s, torch_floor_s, exact_s, sliced_peak, floor_peak)
 
 
 def _exact_seconds_estimate(n: int, d: int, device: torch.device) -> float:
@@ -126,12 +131,12 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def print_header() -> None:
-    print(f"{'N=M':>7} {'d':>5} {'P':>4} {'sliced s':>9} {'floor s':>8} {'ratio':>6} {'exact s':>8} "
+    print(f"{'N=M':>7} {'d':>5} {'P':>4} {'sliced s':>9} {'floor s':>8} {'ratio':>6} {'torch.sort floor':>16} {'exact s':>8} "
           f"{'peak MiB':>9} {'floor MiB':>9}", flush=True)
 
 
 def print_row(r: Row) -> None:
-    print(f"{r.n:>7} {r.d:>5} {r.p:>4} {r.sliced_s:>9.4f} {r.floor_s:>8.4f} {r.ratio:>6.2f} "
+    print(f"{r.n:>7} {r.d:>5} {r.p:>4} {r.sliced_s:>9.4f} {r.floor_s:>8.4f} {r.ratio:>6.2f} {r.torch_sort_floor_s:>16.4f} "
           f"{_fmt(r.exact_s, '8.3f'):>8} {_fmt(r.sliced_peak_mib, '9.0f'):>9} {_fmt(r.floor_peak_mib, '9.0f'):>9}",
           flush=True)
 

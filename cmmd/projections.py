@@ -50,7 +50,7 @@ small pattern, so one scale costs O((N+M)·C·w²) to cut and pool the windows, 
 products and one batched sort of P rows of N+M values; the back-projection is O(N·P·k) plus the
 upsampling of the (N, C, p, p) result. The P directions are drawn at once and processed in blocks of at
 most ``max_block`` sorted entries (memory bound), so the result does not depend on ``max_block``.
-The sort dominates; on the CPU :func:`grad_1d_rows` sorts packed int64 keys with NumPy's SIMD sort,
+The sort dominates; on the CPU :func:`cmmd.sliced.mmd2_grad_1d_joint` sorts packed int64 keys with NumPy's SIMD sort,
 4–6× faster than ``torch.sort`` (one MNIST step of the paper setting, 5 scales, P = 500: ≈ 0.2 s at
 N = 2,000 and 2–4 s at N = 20,000 on one core of the 2-core build machine, against ≈ 0.85 s and
 ≈ 11 s with ``torch.sort``).
@@ -66,13 +66,12 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from cmmd._checks import check_floating, check_pair, check_positive_int
 from cmmd.flow import GradientFn, gradient_estimator
-from cmmd.sliced import DEFAULT_BLOCK, _grad_1d_sorted, sliced_factor
+from cmmd.sliced import DEFAULT_BLOCK, mmd2_grad_1d_joint, sliced_factor
 
 Y_MODES = ("vector", "window")
 SLICINGS = ("local", "joint")
@@ -231,7 +230,7 @@ class PatchProjections:
         rows = max(1, self.max_block // features.shape[0])
         for start in range(0, self.n_projections, rows):
             block = xi[start : start + rows]
-            grad_1d = grad_1d_rows(block @ features.T, n_particles)  # (P_b, N)
+            grad_1d = mmd2_grad_1d_joint(block @ features.T, n_particles)  # (P_b, N)
             acc.addmm_(grad_1d.T, block[:, :kx])
         return acc.view(n_particles, self.x_shape[0], self.patch_size, self.patch_size)
 
@@ -279,135 +278,6 @@ def full_gradient(n_projections: int | None) -> GradientFn:
 
 
 # ---------------------------------------------------------------------- 1D gradients, fast sort
-def sort_rows(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``torch.sort(z, dim=1)`` for a finite (P, L) tensor: (sorted values, permutation), faster on the CPU.
-
-    On the CPU, torch's sort of (value, index) pairs costs ~35–75 ns per entry and dominates a flow step.
-    NumPy ≥ 2 sorts 64-bit integers with SIMD (x86-simd-sort), ~10× faster: for float32 each entry is
-    packed into one int64 key (:func:`_packed_sort`). float64 uses NumPy's argsort; other devices (CUDA)
-    use torch.sort. Tied values may come in another order than torch's, which the tie rule of
-    :func:`cmmd.sliced.mmd2_grad_1d` makes irrelevant.
-    """
-    if _use_packed_sort(z):
-        perm, _ = _packed_sort(z)
-        return z.gather(1, perm), perm
-    if z.device.type == "cpu" and not z.requires_grad and z.dtype == torch.float64:
-        perm = torch.from_numpy(np.argsort(z.numpy(), axis=1))
-        return z.gather(1, perm), perm
-    return z.sort(dim=1)
-
-
-def _use_packed_sort(z: torch.Tensor) -> bool:
-    return z.device.type == "cpu" and z.dtype == torch.float32 and not z.requires_grad and z.shape[1] < 2**31
-
-
-def _packed_sort(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sort the rows of a finite float32 CPU tensor (P, L) as packed int64 keys.
-
-    Key = (order-preserving integer u of the float bits) · 2^b + column index, b = ⌈log₂ L⌉, u in
-    [0, 2^32): for x ≥ 0 the bits, for x < 0 the bits with the 31 low ones flipped, shifted by one so
-    that -0.0 and +0.0 get the same u. Sorting the keys sorts the values and carries the permutation.
-
-    Returns:
-        (perm (P, L) int64, u (P, L) int64): the permutation and the sorted u, equal exactly where the
-        sorted values are equal.
-    """
-    length = z.shape[1]
-    bits = max(1, (length - 1).bit_length())
-    raw = z.view(torch.int32)
-    negative = raw >> 31  # -1 for x < 0 (sign bit), else 0
-    key = (raw ^ negative.bitwise_and(0x7FFFFFFF)).to(torch.int64).sub_(negative).add_(2**31)
-    key.bitwise_left_shift_(bits).bitwise_or_(torch.arange(length, dtype=torch.int64))
-    _sort_in_place(key.numpy())
-    perm = key.bitwise_and(2**bits - 1)
-    return perm, key.bitwise_right_shift_(bits)
-
-
-def grad_1d_rows(z: torch.Tensor, n: int) -> torch.Tensor:
-    r""":func:`cmmd.sliced.mmd2_grad_1d` for the rows of z = [xp, yp] (P, N+M) whose first ``n`` columns are
-    the particles; returns (P, n), the same numbers as ``mmd2_grad_1d(z[:, :n], z[:, n:])``.
-
-    At sorted position j with r particles before it the gradient is (2Nj − 2(N+M)r − M)/(N²M)
-    (:mod:`cmmd.sliced`); that is exact for every particle that is not tied with another point. Ties only
-    among targets change no particle's counts, and they are common (windows of MNIST digits are often all
-    zero), so on the CPU only the few particles tied with a neighbour (float32 rounding makes some) are
-    corrected with the tie rule of :mod:`cmmd.sliced`, (t_a + t_b − M)/(NM) − (x_a + x_b − N)/N² over
-    their tie group [a, b), found by binary search. Elsewhere (CUDA, float64) the rule of
-    :mod:`cmmd.sliced` runs as it is.
-    """
-    m = z.shape[1] - n
-    if _use_packed_sort(z):
-        perm, keys = _packed_sort(z)
-        grad_sorted = _grad_1d_few_ties(perm < n, keys, n, m, z.dtype)
-    else:
-        s, perm = sort_rows(z)
-        grad_sorted = _grad_1d_sorted(s, perm < n, n, m)
-    return torch.empty_like(grad_sorted).scatter_(1, perm, grad_sorted)[:, :n]
-
-
-def _grad_1d_few_ties(is_x: torch.Tensor, keys: torch.Tensor, n: int, m: int, dtype: torch.dtype) -> torch.Tensor:
-    """Gradient at every sorted position (values at target positions unused); ``keys`` (P, L) sorted, equal
-    exactly where the values tie."""
-    length = keys.shape[1]
-    is_x_f = is_x.to(dtype)
-    x_before = is_x_f.cumsum(1).sub_(is_x_f)  # particles before each sorted position
-    j = torch.arange(length, dtype=dtype)
-    grad = x_before.mul(-2.0 * (n + m)).add_(2.0 * n * j - m).div_(n * n * m)
-    equal = keys[:, 1:] == keys[:, :-1]
-    tied = torch.zeros_like(is_x)
-    tied[:, 1:] = equal
-    tied[:, :-1] |= equal
-    rows, cols = tied.logical_and_(is_x).nonzero(as_tuple=True)
-    if rows.numel() == 0:
-        return grad
-    flat_keys, base = keys.view(-1), rows * length
-    value = flat_keys[base + cols]
-    start = _first_at_least(flat_keys, base, base + cols, value, strict=False) - base
-    stop = _first_at_least(flat_keys, base + cols, base + length, value, strict=True) - base
-    x_lo = x_before[rows, start]
-    x_hi = torch.where(stop == length, float(n), x_before[rows, stop.clamp_max(length - 1)])
-    t_lo, t_hi = start.to(dtype) - x_lo, stop.to(dtype) - x_hi
-    grad[rows, cols] = (t_lo + t_hi - m) / (n * m) - (x_lo + x_hi - n) / (n * n)
-    return grad
-
-
-def _first_at_least(flat: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, value: torch.Tensor, *, strict: bool):
-    """Vectorised binary search: for each query, the first index i in [lo, hi) of the sorted run with
-    flat[i] >= value (> value if ``strict``), or hi if none."""
-    lo, hi = lo.clone(), hi.clone()
-    while bool((lo < hi).any()):
-        mid = (lo + hi) // 2
-        probe = flat[mid.clamp_max(flat.numel() - 1)]
-        right = (probe > value) if strict else (probe >= value)
-        active = lo < hi
-        hi = torch.where(active & right, mid, hi)
-        lo = torch.where(active & ~right, mid + 1, lo)
-    return lo
-
-
-def _sort_in_place(keys: np.ndarray) -> None:
-    """Sort each row of a (P, L) array in place, on up to ``torch.get_num_threads()`` threads (NumPy
-    releases the GIL while sorting)."""
-    workers = min(torch.get_num_threads(), keys.shape[0], _MAX_SORT_THREADS)
-    if workers <= 1 or keys.size < _PARALLEL_SORT_MIN:
-        keys.sort(axis=1)
-        return
-    bounds = np.linspace(0, keys.shape[0], workers + 1).astype(int)
-    blocks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
-    list(_sort_pool().map(lambda rows: keys[rows].sort(axis=1), blocks))
-
-
-_MAX_SORT_THREADS = 16
-_PARALLEL_SORT_MIN = 1 << 18
-_POOL: list = []
-
-
-def _sort_pool():
-    if not _POOL:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL.append(ThreadPoolExecutor(max_workers=_MAX_SORT_THREADS, thread_name_prefix="cmmd-sort"))
-    return _POOL[0]
 
 
 # ---------------------------------------------------------------------- pyramid

@@ -19,6 +19,7 @@ import math
 import torch
 
 from cmmd._checks import check_floating, check_pair, check_positive_int
+from cmmd._sort import sort_rows, sorted_keys
 
 DEFAULT_BLOCK = 1 << 23  # entries (projections × points) sorted at once
 
@@ -64,56 +65,53 @@ def _check_projected(xp: torch.Tensor, yp: torch.Tensor) -> None:
         raise ValueError(f"xp ({xp.dtype}, {xp.device}) and yp ({yp.dtype}, {yp.device}) must match")
 
 
-def _grad_1d_sorted(s: torch.Tensor, is_x: torch.Tensor, n: int, m: int) -> torch.Tensor:
-    r"""1D gradient at every sorted position j of the concatenation (values at target positions unused).
+def _grad_1d_sorted(is_x: torch.Tensor, keys: torch.Tensor, n: int, m: int, dtype: torch.dtype) -> torch.Tensor:
+    r"""1D gradient at every sorted position j (values at target positions unused).
 
+    ``keys`` (P, L) are sorted and equal exactly where the values tie; ``is_x`` marks the particles.
     Without ties, with r = #particles before j and j − r = #targets before j:
     ∂F/∂x = (2(j − r) − M)/(NM) − (2r − N + 1)/N² = (2Nj − 2(N+M)r − M)/(N²M).
-    Tied positions (rare for continuous data, common in float32 at large N) get the values of
-    :func:`_tie_values` instead.
+    A particle tied with a neighbour (rare for continuous data; float32 rounding makes a few) takes the
+    counts at the ends [a, b) of its tie group instead, so that a tie contributes sign(0) = 0, the
+    subgradient autograd of |·| picks: (t_a + t_b − M)/(NM) − (x_a + x_b − N)/N², with x_k, t_k the
+    particles and targets before k. Ties among targets alone change no particle's counts and are skipped;
+    tie groups are found by binary search, so the cost is O(PL) plus O(K log L) for K tied particles.
     """
-    is_x_f = is_x.to(s.dtype)
-    x_before = is_x_f.cumsum(1).sub_(is_x_f)  # exclusive count of particles before each position
-    ties = _tie_values(s, x_before, n, m)
-    j = torch.arange(s.shape[1], device=s.device, dtype=s.dtype)
-    grad = x_before.mul_(-2.0 * (n + m)).add_(2.0 * n * j - m).div_(n * n * m)
-    if ties is not None:
-        grad.view(-1)[ties[0]] = ties[1]
+    length = keys.shape[1]
+    is_x_f = is_x.to(dtype)
+    x_before = is_x_f.cumsum(1).sub_(is_x_f)  # particles before each sorted position
+    j = torch.arange(length, dtype=dtype, device=keys.device)
+    grad = x_before.mul(-2.0 * (n + m)).add_(2.0 * n * j - m).div_(n * n * m)
+    equal = keys[:, 1:] == keys[:, :-1]
+    tied = torch.zeros_like(is_x)
+    tied[:, 1:] = equal
+    tied[:, :-1] |= equal
+    rows, cols = tied.logical_and_(is_x).nonzero(as_tuple=True)
+    if rows.numel() == 0:
+        return grad
+    flat_keys, base = keys.view(-1), rows * length
+    value = flat_keys[base + cols]
+    start = _first_at_least(flat_keys, base, base + cols, value, strict=False) - base
+    stop = _first_at_least(flat_keys, base + cols, base + length, value, strict=True) - base
+    x_lo = x_before[rows, start]
+    x_hi = torch.where(stop == length, float(n), x_before[rows, stop.clamp_max(length - 1)])
+    t_lo, t_hi = start.to(dtype) - x_lo, stop.to(dtype) - x_hi
+    grad[rows, cols] = (t_lo + t_hi - m) / (n * m) - (x_lo + x_hi - n) / (n * n)
     return grad
 
 
-def _tie_values(
-    s: torch.Tensor, x_before: torch.Tensor, n: int, m: int
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    r"""Flat positions of the members of tie groups of the sorted rows ``s`` (P, L) and their gradients.
-
-    With a tie group occupying sorted positions [a, b), the counts below and at-or-below are taken at
-    a and b, so that a tie contributes sign(0) = 0 (the subgradient autograd of |·| picks):
-    (t_a + t_b − M)/(NM) − (x_a + x_b − N)/N², with x_k, t_k the particles and targets before k.
-    Only the K tied positions are touched: O(PL) to find them, O(K log K) for the rest.
-    Returns ``None`` without ties.
-    """
-    length = s.shape[1]
-    left_row, left_col = (s[:, 1:] == s[:, :-1]).nonzero(as_tuple=True)
-    if left_row.numel() == 0:
-        return None
-    left = left_row * length + left_col
-    members = torch.cat([left, left + 1]).unique()  # flat positions inside tie groups, ascending
-    flat_s = s.reshape(-1)
-    row_start = torch.div(members, length, rounding_mode="floor") * length
-    starts = torch.ones_like(members, dtype=torch.bool)
-    starts[1:] = (row_start[1:] != row_start[:-1]) | (flat_s[members[1:]] != flat_s[members[:-1]])
-    ends = torch.ones_like(starts)
-    ends[:-1] = starts[1:]
-    first = torch.where(starts, members, 0).cummax(0).values  # flat position a of the group
-    past_last = torch.where(ends, members + 1, s.numel()).flip(0).cummin(0).values.flip(0)  # b
-    flat_x = x_before.reshape(-1)
-    x_lo = flat_x[first]
-    at_row_end = past_last - row_start == length
-    x_hi = torch.where(at_row_end, float(n), flat_x[past_last.clamp_max(s.numel() - 1)])
-    t_lo = (first - row_start).to(s.dtype) - x_lo
-    t_hi = (past_last - row_start).to(s.dtype) - x_hi
-    return members, (t_lo + t_hi - m) / (n * m) - (x_lo + x_hi - n) / (n * n)
+def _first_at_least(flat: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, value: torch.Tensor, *, strict: bool):
+    """Vectorised binary search: for each query, the first index i in [lo, hi) of the sorted run with
+    flat[i] >= value (> value if ``strict``), or hi if none."""
+    lo, hi = lo.clone(), hi.clone()
+    while bool((lo < hi).any()):
+        mid = (lo + hi) // 2
+        probe = flat[mid.clamp_max(flat.numel() - 1)]
+        right = (probe > value) if strict else (probe >= value)
+        active = lo < hi
+        hi = torch.where(active & right, mid, hi)
+        lo = torch.where(active & ~right, mid + 1, lo)
+    return lo
 
 
 def mmd2_grad_1d(xp: torch.Tensor, yp: torch.Tensor) -> torch.Tensor:
@@ -135,14 +133,15 @@ def mmd2_grad_1d(xp: torch.Tensor, yp: torch.Tensor) -> torch.Tensor:
         Tensor (P, N): row p is the gradient of MMD²(xp[p], yp[p]) with respect to xp[p].
     """
     _check_projected(xp, yp)
-    return _grad_1d_joint(torch.cat([xp, yp], 1), xp.shape[1])
+    return mmd2_grad_1d_joint(torch.cat([xp, yp], 1), xp.shape[1])
 
 
-def _grad_1d_joint(z: torch.Tensor, n: int) -> torch.Tensor:
-    """:func:`mmd2_grad_1d` for z = [xp, yp] of shape (P, N+M), the first n columns being the particles."""
-    s, perm = z.sort(dim=1)
-    grad_sorted = _grad_1d_sorted(s, perm < n, n, z.shape[1] - n)
-    return torch.empty_like(grad_sorted).scatter_(1, perm, grad_sorted)[:, :n]
+def mmd2_grad_1d_joint(z: torch.Tensor, n: int) -> torch.Tensor:
+    """:func:`mmd2_grad_1d` for z = [xp, yp] of shape (P, N+M) whose first ``n`` columns are the particles;
+    (P, n). One sort of each row (:func:`cmmd._sort.sorted_keys`); no input checks (internal hot path)."""
+    perm, keys = sorted_keys(z)
+    grad_sorted = _grad_1d_sorted(perm < n, keys, n, z.shape[1] - n, z.dtype)
+    return torch.empty_like(grad_sorted, dtype=z.dtype).scatter_(1, perm, grad_sorted)[:, :n]
 
 
 def mmd2_1d(xp: torch.Tensor, yp: torch.Tensor) -> torch.Tensor:
@@ -164,7 +163,7 @@ def mmd2_1d(xp: torch.Tensor, yp: torch.Tensor) -> torch.Tensor:
 def _mmd2_1d_joint(z: torch.Tensor, n: int) -> torch.Tensor:
     """:func:`mmd2_1d` for z = [xp, yp] of shape (P, N+M), the first n columns being the particles."""
     m = z.shape[1] - n
-    s, perm = z.sort(dim=1)
+    s, perm = sort_rows(z)
     is_x = (perm < n).to(s.dtype)
     cdf_gap = is_x.cumsum(1) / n - (1 - is_x).cumsum(1) / m
     return (cdf_gap[:, :-1].square() * s.diff(dim=1)).sum(1)
@@ -234,7 +233,7 @@ def sliced_mmd2_grad(
     points = torch.cat([x, y])
     grad = torch.zeros_like(x)
     for rows in _projection_blocks(n_projections, points.shape[0], max_block):
-        grad.addmm_(_grad_1d_joint(xi[rows] @ points.T, n).T, xi[rows])
+        grad.addmm_(mmd2_grad_1d_joint(xi[rows] @ points.T, n).T, xi[rows])
     return grad * (sliced_factor(x.shape[1]) / n_projections)
 
 

@@ -12,9 +12,7 @@ from cmmd.projections import (
     add_window,
     downsample_images,
     full_gradient,
-    grad_1d_rows,
     patch_gradient,
-    sort_rows,
     take_window,
     upsample_particles,
     window_slices,
@@ -24,29 +22,6 @@ from cmmd.sliced import mmd2_grad_1d, sliced_factor
 
 def joint_cloud(n, x_shape, n_y, gen, *, shift=0.0, dtype=torch.float64):
     return torch.rand(n, math.prod(x_shape) + n_y, generator=gen, dtype=dtype) * 0.8 + shift
-
-
-# ---------------------------------------------------------------------- the fast 1D gradient
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_grad_1d_rows_equals_mmd2_grad_1d_with_and_without_ties(gen, dtype):
-    z = torch.randn(6, 700, generator=gen, dtype=dtype)
-    z[:, 500:] = torch.randint(-2, 3, (6, 200), generator=gen).to(dtype)  # many ties among targets
-    z[:, 480:500] = 1.0  # particles tied with each other and with targets
-    z[0, :3], z[1, 600:603] = -0.0, 0.0  # -0.0 ties with +0.0
-    for n in (500, 300):
-        expected = mmd2_grad_1d(z[:, :n], z[:, n:])
-        assert torch.equal(grad_1d_rows(z, n), expected)
-    values, perm = sort_rows(z)
-    assert torch.equal(values, z.sort(dim=1).values)
-    assert torch.equal(z.gather(1, perm), values)
-    assert torch.equal(perm.sort(dim=1).values, torch.arange(700).expand(6, -1))
-
-
-def test_grad_1d_rows_on_float32_rounding_ties(gen):
-    """Large clouds in float32 make a few exact collisions between particles (the case the fast path corrects)."""
-    z = (torch.randn(40, 6000, generator=gen, dtype=torch.float64) * 3).float()
-    z[:, 3000:4000] = torch.randint(0, 4, (40, 1000), generator=gen).float()
-    assert torch.equal(grad_1d_rows(z, 3000), mmd2_grad_1d(z[:, :3000], z[:, 3000:]))
 
 
 # ---------------------------------------------------------------------- an independent reference

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from cmmd._sort import sort_rows
 from cmmd.energy import mmd2, mmd2_grad
 from cmmd.sliced import mmd2_1d, mmd2_grad_1d, sliced_factor, sliced_mmd2, sliced_mmd2_grad
 
@@ -34,6 +35,43 @@ def test_1d_gradient_and_value_match_autograd(gen, n, m, ties):
     (grad,) = torch.autograd.grad(reference.sum(), xr)
     assert torch.allclose(mmd2_grad_1d(xp, yp), grad, rtol=0, atol=1e-10)
     assert torch.allclose(mmd2_1d(xp, yp), reference.detach(), rtol=0, atol=1e-10)
+
+
+def autograd_1d(xp: torch.Tensor, yp: torch.Tensor) -> torch.Tensor:
+    xr = xp.double().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(brute_1d(xr, yp.double()).sum(), xr)
+    return grad
+
+
+def test_fast_float32_sort_path_matches_autograd_with_every_kind_of_tie(gen):
+    """float32 on the CPU sorts packed int64 keys (cmmd._sort); ties among targets, among particles, across
+    both, and -0.0 against +0.0 must all follow the sign(0) = 0 rule."""
+    z = torch.randn(4, 700, generator=gen)
+    z[:, 500:] = torch.randint(-2, 3, (4, 200), generator=gen).float()  # many ties among targets
+    z[:, 480:500] = 1.0  # particles tied with each other and with targets
+    z[0, :3], z[1, 600:603] = -0.0, 0.0
+    for n in (500, 300):
+        expected = autograd_1d(z[:, :n], z[:, n:])
+        # float32 counts are exact; the final division rounds at ~6e-8 relative of values ≤ 2/N.
+        assert torch.allclose(mmd2_grad_1d(z[:, :n], z[:, n:]).double(), expected, rtol=0, atol=1e-9)
+
+
+def test_float32_rounding_collisions_in_large_clouds(gen):
+    z = (torch.randn(2, 5000, generator=gen, dtype=torch.float64) * 3).float()
+    z[:, 2500:3500] = torch.randint(0, 4, (2, 1000), generator=gen).float()
+    assert bool((z.sort(dim=1).values.diff(dim=1) == 0).any())  # the case is really exercised
+    expected = autograd_1d(z[:, :2500], z[:, 2500:])
+    assert torch.allclose(mmd2_grad_1d(z[:, :2500], z[:, 2500:]).double(), expected, rtol=0, atol=1e-9)
+
+
+def test_sort_rows_sorts_and_returns_a_permutation(gen):
+    for dtype in (torch.float32, torch.float64):
+        z = torch.randn(5, 300, generator=gen, dtype=dtype)
+        z[:, :50] = 0.0
+        values, perm = sort_rows(z)
+        assert torch.equal(values, z.sort(dim=1).values)
+        assert torch.equal(z.gather(1, perm), values)
+        assert torch.equal(perm.sort(dim=1).values, torch.arange(300).expand(5, -1))
 
 
 def product_formula(d: int) -> float:
