@@ -20,21 +20,46 @@ from cmmd.operators.conditions import Inpainting, as_channels
 
 
 class MLP(nn.Module):
-    """Φ(x, y) = W_L σ(… σ(W_1 [x, y] + b_1) …) + b_L for vector data.
+    r"""Φ(x, y) = W_L σ(… σ(W_1 e([x, y]) + b_1) …) + b_L for vector data.
+
+    The input embedding e is the identity, or with ``fourier_features = F > 0`` the concatenation
+    e(z) = [z, sin(2π z B), cos(2π z B)] with a fixed random matrix B of shape (d + n, F) and entries
+    N(0, ``fourier_scale``²) (random Fourier features, Tancik et al., NeurIPS 2020). Plain MLPs fit
+    the small, fine-scaled corrections of the later flow stages badly (spectral bias); the features
+    let them. B is a buffer: drawn from the global RNG at construction (as the weights are), saved
+    in the ``state_dict``, and never trained.
 
     Args:
         x_dim: d, the size of one flattened x.
         y_dim: n, the size of one flattened y.
         hidden: width of the hidden layers.
         depth: number of hidden layers (≥ 1).
+        fourier_features: F, the number of random frequencies; 0 (default) feeds [x, y] directly.
+        fourier_scale: standard deviation of the frequencies, in cycles per unit of x and y.
     """
 
-    def __init__(self, x_dim: int, y_dim: int, *, hidden: int = 128, depth: int = 3) -> None:
+    def __init__(
+        self,
+        x_dim: int,
+        y_dim: int,
+        *,
+        hidden: int = 128,
+        depth: int = 3,
+        fourier_features: int = 0,
+        fourier_scale: float = 1.0,
+    ) -> None:
         super().__init__()
         for name, value in (("x_dim", x_dim), ("y_dim", y_dim), ("hidden", hidden), ("depth", depth)):
             check_positive_int(name, value)
+        if isinstance(fourier_features, bool) or not isinstance(fourier_features, int) or fourier_features < 0:
+            raise ValueError(f"fourier_features must be an integer >= 0, got {fourier_features!r}")
+        if not (isinstance(fourier_scale, (int, float)) and math.isfinite(fourier_scale) and fourier_scale > 0):
+            raise ValueError(f"fourier_scale must be a finite number > 0, got {fourier_scale!r}")
         self.x_dim, self.y_dim = x_dim, y_dim
-        widths = [x_dim + y_dim] + [hidden] * depth
+        self.fourier_features = fourier_features
+        if fourier_features:
+            self.register_buffer("frequencies", fourier_scale * torch.randn(x_dim + y_dim, fourier_features))
+        widths = [x_dim + y_dim + 2 * fourier_features] + [hidden] * depth
         layers: list[nn.Module] = []
         for w_in, w_out in zip(widths[:-1], widths[1:]):
             layers += [nn.Linear(w_in, w_out), nn.SiLU()]
@@ -44,6 +69,9 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x: (B, *x_shape) with prod(x_shape) = d; y: (B, *y_shape) with prod(y_shape) = n → (B, *x_shape)."""
         flat = torch.cat([x.flatten(1), y.flatten(1)], 1)
+        if self.fourier_features:
+            phase = (2 * math.pi) * (flat @ self.frequencies.to(flat.dtype))
+            flat = torch.cat([flat, phase.sin(), phase.cos()], 1)
         return self.layers(flat).view_as(x)
 
 
