@@ -35,7 +35,7 @@ PAPER = {
                        first_steps=16, y_mode="window", angle_fraction=1.0, low_dose=True,
                        train_steps=4000, batch_size=10),  # [code] 4,000 steps; METHOD §3: batch 10 for large images
 }
-PAPER["ct-limitedangle"] = dict(PAPER["ct-lowdose"], angle_fraction=0.8, low_dose=False)  # 800 of 1,000 angles
+PAPER["ct-limited-angle"] = dict(PAPER["ct-lowdose"], angle_fraction=0.8, low_dose=False)  # 800 of 1,000 angles
 PYRAMIDS = {  # METHOD.md §5 and §4
     "cifar10-classcond": dict(n_train=40_000, x_shape=(3, 32, 32), y_shape=(10,), sizes=(4, 8, 16, 32),
                               taus=(0.5, 1.0, 1.0, 1.0), top_patch=7, top_windows=(7, 14, 21, 28), top_p=400,
@@ -149,7 +149,7 @@ def test_forward_operators_match_the_shapes():
         cfg = get_config(name, "paper")
         op = cfg.operator()
         assert tuple(op.x_shape) == cfg.x_shape and tuple(op.y_shape) == cfg.y_shape
-    ct = get_config("ct-limitedangle", "paper").operator()
+    ct = get_config("ct-limited-angle", "paper").operator()
     assert ct.angles.numel() == 800
     assert get_config("mnist-classcond", "paper").operator().scale == 10.0
 
@@ -188,7 +188,7 @@ def test_memory_estimate_grows_with_the_problem():
 
 
 def test_unknown_names_are_refused_with_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown experiment 'mnist'.*'mnist-classcond'.*'ct-limitedangle'"):
+    with pytest.raises(ValueError, match="unknown experiment 'mnist'.*'mnist-classcond'.*'ct-limited-angle'"):
         get_config("mnist", "cpu")
     with pytest.raises(ValueError, match="unknown profile 'gpu'.*'smoke'.*'paper'"):
         get_config("mnist-classcond", "gpu")
