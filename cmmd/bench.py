@@ -8,6 +8,11 @@ with ``torch.sort``; and (b) the exact O(N(N+M))
 gradient :func:`cmmd.energy.mmd2_grad` where its predicted time fits the budget. Peak memory is the
 increase of the process's resident set (CPU, from /proc/self/status after resetting its high-water
 mark) or ``torch.cuda.max_memory_allocated`` (CUDA). Prints a table and writes JSON.
+
+``--ct-memory`` measures instead (only) the memory of CT sampling in the paper setting (issue 6): the
+``paper`` profile's UNet of ``ct-lowdose`` at 362×362 with random weights, two networks (memory does not grow
+with L: the networks are applied one after another to the same samples), 100 posterior samples of one
+observation drawn by :meth:`cmmd.model.ConditionalMMDFlow.sample` in chunks of the config's ``sample_batch``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from typing import Callable
 import torch
 
 from cmmd._sort import sorted_keys
+from cmmd.configs import get_config
 from cmmd.energy import mmd2_grad
+from cmmd.model import ConditionalMMDFlow
 from cmmd.runtime import resolve_device
 from cmmd.sliced import random_directions, sliced_mmd2_grad
 
@@ -126,6 +133,37 @@ def memory_check(n: int, d: int, *, device: torch.device) -> dict:
     return {"n": n, "d": d, "exact_s": seconds, "peak_mib_over_inputs": _peak_since(device, baseline)}
 
 
+def ct_sampling_memory(n_samples: int, *, device: torch.device, n_networks: int = 2) -> dict:
+    """Peak memory of drawing ``n_samples`` posterior samples of one 362×362 CT observation (paper UNet).
+
+    The networks have random weights (the zero-initialised last layer is redrawn too, so the samples move);
+    the peak is the high-water mark of the process (CPU: VmHWM, absolute and above the state before sampling;
+    CUDA: ``max_memory_allocated``), which is what a 4 GB machine has to hold.
+    """
+    config = get_config("ct-lowdose", "paper")
+    generator = torch.Generator(device=device).manual_seed(0)
+    networks = []
+    for _ in range(n_networks):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(len(networks))
+            net = config.network().to(device).eval()
+            torch.nn.init.normal_(net.head[-1].weight, std=1e-3)
+        networks.append(net)
+    model = ConditionalMMDFlow(config.x_shape, config.y_shape, net=networks[0], config=config.flow_config())
+    model.networks = networks
+    y = torch.rand((1, *config.y_shape), generator=generator, device=device)
+    baseline = _reset_peak(device)
+    start = time.perf_counter()
+    samples = model.sample(y, n_samples, generator=generator)
+    seconds = time.perf_counter() - start
+    above = _peak_since(device, baseline)
+    absolute = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _proc_status_mib("VmHWM")
+    return {"image": list(config.x_shape), "n_samples": n_samples, "n_networks": n_networks,
+            "sample_batch": config.sample_batch, "samples_shape": list(samples.shape), "seconds": seconds,
+            "peak_mib": absolute, "peak_mib_above_start": above,
+            "unet_parameters": sum(p.numel() for p in networks[0].parameters())}
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
@@ -150,9 +188,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per case (best is kept)")
     parser.add_argument("--exact-budget", type=float, default=60.0, help="skip the exact gradient above this")
     parser.add_argument("--memory-check", type=int, default=20_000, help="N for the exact-gradient memory row (0: skip)")
+    parser.add_argument("--ct-memory", action="store_true",
+                        help="only measure the memory of 100 posterior samples of a 362x362 CT image (paper UNet)")
+    parser.add_argument("--ct-samples", type=int, default=100, help="samples drawn by --ct-memory")
     parser.add_argument("--out", default="bench-results/bench.json")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
+    if args.ct_memory:
+        _write_ct_memory(ct_sampling_memory(args.ct_samples, device=device), device, Path(args.out))
+        return
     rows = []
     print_header()
     for n in args.n:
@@ -176,6 +220,18 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+
+
+def _write_ct_memory(report: dict, device: torch.device, out: Path) -> None:
+    print(f"CT sampling, paper UNet ({report['unet_parameters']:,} parameters), {report['n_networks']} networks: "
+          f"{report['n_samples']} samples of {report['image'][1]}x{report['image'][2]} in chunks of "
+          f"{report['sample_batch']}: {report['seconds']:.1f} s, peak {report['peak_mib']:.0f} MiB "
+          f"({report['peak_mib_above_start']:.0f} MiB above the start) on {device}")
+    out = out.with_name(out.stem + "-ct-memory" + out.suffix)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"device": str(device), "torch": torch.__version__,
+                               "threads": torch.get_num_threads(), "ct_sampling_memory": report}, indent=2))
     print(f"wrote {out}")
 
 

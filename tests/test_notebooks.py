@@ -18,10 +18,27 @@ import nbformat
 import pytest
 
 from cmmd import book
+from cmmd.data import load_materials
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = book.notebook_names(ROOT / "notebooks")
 MARK = "NBVAL_CHECK_OUTPUT"
+
+
+def missing_data(name: str) -> str | None:
+    """Why a chapter cannot run on this machine (its data are not here), or None.
+
+    Chapter 6 needs the authors' SiC images (../shared or $CMMD_DATA_DIR); without them it raises
+    FileNotFoundError by design, and the smoke test is skipped rather than run on other data.
+    """
+    if name != "06_superresolution":
+        return None
+    try:
+        load_materials("test", download=False)
+        load_materials("train", n=1, download=False)
+    except FileNotFoundError as error:
+        return f"{name} needs the SiC materials images, which are not on this machine: {error}"
+    return None
 
 
 def smoke_copy(name: str, directory: Path) -> tuple[Path, Path, int, int]:
@@ -54,6 +71,9 @@ def smoke_copy(name: str, directory: Path) -> tuple[Path, Path, int, int]:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_in_smoke_profile(name, tmp_path):
+    reason = missing_data(name)
+    if reason is not None:
+        pytest.skip(reason)
     path, results, marked, checked = smoke_copy(name, tmp_path)
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     proc = subprocess.run(
