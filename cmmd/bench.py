@@ -31,6 +31,7 @@ from cmmd._sort import sorted_keys
 from cmmd.configs import get_config
 from cmmd.energy import mmd2_grad
 from cmmd.model import ConditionalMMDFlow
+from cmmd.nets import count_parameters
 from cmmd.runtime import resolve_device
 from cmmd.sliced import random_directions, sliced_mmd2_grad
 
@@ -161,7 +162,7 @@ def ct_sampling_memory(n_samples: int, *, device: torch.device, n_networks: int 
     return {"image": list(config.x_shape), "n_samples": n_samples, "n_networks": n_networks,
             "sample_batch": config.sample_batch, "samples_shape": list(samples.shape), "seconds": seconds,
             "peak_mib": absolute, "peak_mib_above_start": above,
-            "unet_parameters": sum(p.numel() for p in networks[0].parameters())}
+            "unet_parameters": count_parameters(networks[0])}
 
 
 def _fmt(value: float | None, spec: str) -> str:

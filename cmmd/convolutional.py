@@ -67,11 +67,7 @@ def sample_fully_convolutional(
     b, height, width = y.shape[0], scale * padded.shape[-2], scale * padded.shape[-1]
     x = torch.rand((b * n_samples, model.x_shape[0], height, width), generator=generator,
                    dtype=parameter.dtype, device=parameter.device)
-    y_rep = padded.repeat_interleave(n_samples, dim=0)
-    for net in model.networks:
-        for start in range(0, x.shape[0], batch):
-            rows = slice(start, start + batch)
-            x[rows] = x[rows] - net(x[rows], y_rep[rows])
+    x = model.transport(x, padded.repeat_interleave(n_samples, dim=0), batch_size=batch)
     crop = scale * padding
     x = x[..., crop : height - crop, crop : width - crop]
     return x.reshape(b, n_samples, *x.shape[1:])

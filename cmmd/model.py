@@ -293,9 +293,25 @@ class ConditionalMMDFlow:
         dtype, device = self._parameter_dtype_device(y)
         x = torch.rand((b * n_samples, *self.x_shape), generator=generator, dtype=dtype, device=device)
         y_rep = y.to(dtype).repeat_interleave(n_samples, dim=0)
+        return self.transport(x, y_rep, batch_size=batch).view(b, n_samples, *self.x_shape)
+
+    @torch.no_grad()
+    def transport(self, z: torch.Tensor, y: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
+        """Push initial particles through the networks: x_0 = z, x_l = x_{l−1} − Φ_l(x_{l−1}, y), l = 1..L.
+
+        Args:
+            z: initial particles (R, *x_shape), or any grid the networks accept (a fully convolutional
+                UNet takes larger images, see :mod:`cmmd.convolutional`).
+            y: one observation per row of z, (R, ...), on the device and dtype of the networks.
+            batch_size: rows pushed through a network at once (memory bound); default ``config.sample_batch``.
+
+        Returns:
+            x_L, the shape of z. Rows are independent, so the result does not depend on ``batch_size``.
+        """
+        batch = batch_size if batch_size is not None else self.config.sample_batch
         for net in self.networks:
-            x = self._apply(net, x, y_rep, batch)
-        return x.view(b, n_samples, *self.x_shape)
+            z = self._apply(net, z, y, batch)
+        return z
 
     def _parameter_dtype_device(self, y: torch.Tensor) -> tuple[torch.dtype, torch.device]:
         param = next(self.networks[0].parameters(), None)
