@@ -35,8 +35,9 @@ from torch import nn
 
 from cmmd.flow import GradientFn
 from cmmd.model import FlowConfig
-from cmmd.nets import ClassChannels, ImageCondition, ObservedImage, ResizedImage, UNet
+from cmmd.nets import ClassChannels, ImageCondition, ObservedImage, ResizedImage, UNet, count_parameters
 from cmmd.operators import BicubicDownsample, BlurDownsample, ClassCondition, Inpainting, ParallelBeamRadon
+from cmmd.operators.noise import LODOPAB_PHOTONS
 from cmmd.projections import full_gradient, patch_gradient
 from cmmd.runtime import PROFILES, check_profile
 from cmmd.sliced import DEFAULT_BLOCK
@@ -271,6 +272,53 @@ class ExperimentConfig:
         return UNet(self.x_shape[0], self.cond_channels, condition_encoder=self.condition_encoder(level),
                     **self.unet_kwargs())
 
+    # ------------------------------------------------------------------ what a chapter shows
+    def summary(self) -> dict[str, object]:
+        """The settings as printable rows, label → value: the forward model (:meth:`forward_rows`), the flow of
+        the finest level, the networks, and the GPU memory estimate of training (:func:`estimate_gpu_memory_gb`)."""
+        level = self.levels[-1]
+        steps = self.flow_steps()
+        with torch.random.fork_rng(devices=[]):  # building the UNet to count it must not move the global RNG
+            parameters = count_parameters(self.network())
+        return {
+            **self.forward_rows(),
+            "training pairs N": self.n_train,
+            "projections": _projections_text(level),
+            "step size τ": level.step_size,
+            "momentum": level.momentum,
+            "networks L": self.total_networks,
+            "flow steps T_l": f"{steps[0]} … {steps[-1]}",
+            "flow steps in total": sum(sum(self.flow_steps(i)) for i in range(len(self.levels))),
+            "Adam steps per network": self.train_steps,
+            "batch": self.batch_size,
+            "learning rate": self.lr,
+            "gradient clipping": self.grad_clip,
+            "UNet widths": ", ".join(str(self.net.base_width * m) for m in self.net.channel_mult),
+            "UNet parameters": parameters,
+            "GPU memory estimate (GiB)": round(estimate_gpu_memory_gb(self), 2),
+        }
+
+    def forward_rows(self) -> dict[str, object]:
+        """Rows of :meth:`summary` that describe the forward model (each family adds its own)."""
+        return {}
+
+
+def _projections_text(level: Level) -> str:
+    """'full, P=…', or the patch projections with each window size and how often it is drawn per step."""
+    if level.patches is None:
+        return f"full, P={level.n_projections}"
+    spec = level.patches
+    sizes = sorted(set(spec.windows))
+    if len(sizes) > 6:
+        windows = f"{sizes[0]} … {sizes[-1]} ({len(sizes)} sizes)"
+    else:
+        windows = ", ".join(f"{w}×{spec.windows.count(w)}" if spec.windows.count(w) > 1 else str(w) for w in sizes)
+    return f"patches p={spec.patch_size}, windows {windows}, P={spec.n_projections} each"
+
+
+def _side(shape: tuple[int, ...]) -> str:
+    return "×".join(map(str, shape[1:]))
+
 
 # ---------------------------------------------------------------------- experiment families
 @dataclass(frozen=True, kw_only=True)
@@ -282,6 +330,9 @@ class ClassConditionalConfig(ExperimentConfig):
 
     def operator(self) -> ClassCondition:
         return ClassCondition(self.n_classes, self.label_scale)
+
+    def forward_rows(self) -> dict[str, object]:
+        return {"condition": f"{self.label_scale:g} · one-hot of {self.n_classes} classes"}
 
     def condition_encoder(self, level: int = -1) -> nn.Module:
         _, size, _ = self.level_shape(level)
@@ -302,6 +353,9 @@ class InpaintingConfig(ExperimentConfig):
         c, h, w = self.x_shape
         return Inpainting.bottom_rows(h, w, self.observed_rows, channels=c)
 
+    def forward_rows(self) -> dict[str, object]:
+        return {"observed rows": f"bottom {self.observed_rows} of {self.x_shape[1]}"}
+
     def condition_encoder(self, level: int = -1) -> nn.Module:
         _, size, _ = self.level_shape(level)
         return ObservedImage(self.operator(), size=None if size == self.x_shape[1] else (size, size))
@@ -317,6 +371,10 @@ class SuperResolutionConfig(ExperimentConfig):
 
     factor: int
     noise_std: float
+
+    def forward_rows(self) -> dict[str, object]:
+        return {"image (training)": _side(self.x_shape), "observation": _side(self.y_shape),
+                "noise std": self.noise_std}
 
     def condition_encoder(self, level: int = -1) -> nn.Module:
         _, size, _ = self.level_shape(level)
@@ -338,10 +396,19 @@ class CTConfig(ExperimentConfig):
     n_detectors: int
     low_dose: bool
 
+    @property
+    def measured_angles(self) -> int:
+        """How many of the ``n_angles`` equispaced angles in [0, π) are measured (the first ones)."""
+        return max(1, round(self.angle_fraction * self.n_angles))
+
+    def forward_rows(self) -> dict[str, object]:
+        return {"image": _side(self.x_shape), "angles measured": f"{self.measured_angles} of {self.n_angles}",
+                "detector bins": self.n_detectors,
+                "noise": f"Poisson, {LODOPAB_PHOTONS:,.0f} photons" if self.low_dose else "none"}
+
     def operator(self) -> ParallelBeamRadon:
         size = self.x_shape[1]
-        kept = max(1, round(self.angle_fraction * self.n_angles))
-        angles = torch.arange(kept, dtype=torch.float64) * (math.pi / self.n_angles)
+        angles = torch.arange(self.measured_angles, dtype=torch.float64) * (math.pi / self.n_angles)
         return ParallelBeamRadon(size, angles, n_detectors=self.n_detectors, angle_step=math.pi / self.n_angles)
 
     def condition_encoder(self, level: int = -1) -> nn.Module:
@@ -878,6 +945,26 @@ def get_config(experiment: str, profile: str) -> ExperimentConfig:
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(map(repr, PROFILES))}")
     return EXPERIMENTS[experiment].for_profile(profile)
+
+
+def settings_table(summaries: dict[str, dict[str, dict[str, object]]]) -> str:
+    """Side-by-side text of :meth:`ExperimentConfig.summary` rows: ``summaries[experiment][profile]`` → one block
+    per experiment, one column per profile (a row missing from a profile shows —)."""
+    lines = []
+    for name, by_profile in summaries.items():
+        columns = list(by_profile.values())
+        labels = list(dict.fromkeys(label for column in columns for label in column))
+        headers = [f"profile {p}" for p in by_profile]
+        width = 2 + max(len(text) for text in headers + [_cell(v) for column in columns for v in column.values()])
+        lines.append(f"{name:27s}" + "".join(f"{header:>{width}s}" for header in headers))
+        lines += [f"  {label:25s}" + "".join(f"{_cell(c.get(label, '—')):>{width}s}" for c in columns)
+                  for label in labels]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 # ---------------------------------------------------------------------- GPU memory

@@ -57,10 +57,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from cmmd.book import write_results
-from cmmd.configs import estimate_gpu_memory_gb, get_config
+from cmmd.configs import estimate_gpu_memory_gb, get_config, settings_table
 from cmmd.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES, load_cifar10, load_fashion_mnist, load_mnist
 from cmmd.model import ConditionalMMDFlow
-from cmmd.nets import count_parameters
 from cmmd.runtime import banner, check_profile, footer, resolve_device
 
 # Chapter settings besides the experiment configs (cmmd.configs): the judge classifier, how many
@@ -114,29 +113,9 @@ start = time.perf_counter()
 # 65% with fully connected ones in test runs of the same length, so the `cpu` profile keeps them.
 
 # %%
-def settings(name: str, prof: str) -> dict:
-    """The settings of experiment ``name`` in profile ``prof`` as a flat, printable dict."""
-    c = get_config(name, prof)
-    level = c.levels[-1]
-    projections = (f"patches p={level.patches.patch_size}, windows {level.patches.windows}, "
-                   f"P={level.patches.n_projections}" if level.patches is not None
-                   else f"full, P={level.n_projections}")
-    steps = c.flow_steps()
-    return {"training pairs N": c.n_train, "projections": projections, "momentum": level.momentum,
-            "networks L": c.total_networks, "flow steps T_l": f"{steps[0]} … {steps[-1]}",
-            "flow steps in total": sum(steps), "Adam steps per network": c.train_steps,
-            "batch": c.batch_size, "learning rate": c.lr,
-            "UNet parameters": count_parameters(c.network()),
-            "GPU memory estimate (GiB)": round(estimate_gpu_memory_gb(c), 2)}
-
-
 experiments = [f"{key}-classcond" for key in DATASETS]
-table = {(e, p): settings(e, p) for e in experiments for p in (profile, "paper")}
-for e in experiments:
-    print(f"{e:27s} {'profile ' + profile:>44s} {'profile paper':>44s}")
-    for key in table[(e, "paper")]:
-        print(f"  {key:25s} {str(table[(e, profile)][key]):>44s} {str(table[(e, 'paper')][key]):>44s}")
-    print()
+table = {e: {p: get_config(e, p).summary() for p in (profile, "paper")} for e in experiments}
+print(settings_table(table))
 paper_memory = {e: estimate_gpu_memory_gb(get_config(e, "paper")) for e in experiments + ["cifar10-classcond"]}
 print("\nGPU memory estimate of the paper settings (cmmd.configs.estimate_gpu_memory_gb):")
 for e, gb in paper_memory.items():
@@ -396,7 +375,7 @@ for key in DATASETS:
              profile=profile),
     ]
 metrics = {
-    key: dict(settings=table[(f"{key}-classcond", profile)], lr_schedule=cfg["lr_schedule"],
+    key: dict(settings=table[f"{key}-classcond"][profile], lr_schedule=cfg["lr_schedule"],
               accuracy=accuracy[key], accuracy_per_class=per_class[key], judge_real_accuracy=judge_real[key],
               judge_real_accuracy_per_class=per_class_real[key], samples_per_class=cfg["samples_per_class"],
               fit_seconds=fit_seconds[key], history=vars(models[key].history), **diversity[key],

@@ -56,11 +56,10 @@ import numpy as np
 import torch
 
 from cmmd.book import write_results
-from cmmd.configs import estimate_gpu_memory_gb, get_config
+from cmmd.configs import estimate_gpu_memory_gb, get_config, settings_table
 from cmmd.data import load_cifar10, load_fashion_mnist, load_mnist
 from cmmd.metrics import posterior_stats, psnr, ssim
 from cmmd.model import ConditionalMMDFlow
-from cmmd.nets import count_parameters
 from cmmd.runtime import banner, check_profile, footer, resolve_device
 
 # Chapter settings besides the experiment configs (cmmd.configs): the evaluation set and the number
@@ -115,29 +114,9 @@ start = time.perf_counter()
 # optimistic.
 
 # %%
-def settings(name: str, prof: str) -> dict:
-    """The settings of experiment ``name`` in profile ``prof`` as a flat, printable dict."""
-    c = get_config(name, prof)
-    level = c.levels[-1]
-    projections = (f"patches p={level.patches.patch_size}, windows {level.patches.windows}, "
-                   f"P={level.patches.n_projections}" if level.patches is not None
-                   else f"full, P={level.n_projections}")
-    steps = c.flow_steps()
-    return {"training pairs N": c.n_train, "observed rows": c.observed_rows, "projections": projections,
-            "momentum": level.momentum, "networks L": c.total_networks,
-            "flow steps T_l": f"{steps[0]} … {steps[-1]}", "flow steps in total": sum(steps),
-            "Adam steps per network": c.train_steps, "batch": c.batch_size, "learning rate": c.lr,
-            "UNet parameters": count_parameters(c.network()),
-            "GPU memory estimate (GiB)": round(estimate_gpu_memory_gb(c), 2)}
-
-
 experiments = [f"{key}-inpainting" for key in DATASETS]
-table = {(e, p): settings(e, p) for e in experiments for p in (profile, "paper")}
-for e in experiments:
-    print(f"{e:27s} {'profile ' + profile:>44s} {'profile paper':>44s}")
-    for key in table[(e, "paper")]:
-        print(f"  {key:25s} {str(table[(e, profile)][key]):>44s} {str(table[(e, 'paper')][key]):>44s}")
-    print()
+table = {e: {p: get_config(e, p).summary() for p in (profile, "paper")} for e in experiments}
+print(settings_table(table))
 paper_memory = {e: estimate_gpu_memory_gb(get_config(e, "paper")) for e in experiments + ["cifar10-inpainting"]}
 print("GPU memory estimate of the paper settings (cmmd.configs.estimate_gpu_memory_gb):")
 for e, gb in paper_memory.items():
@@ -362,7 +341,7 @@ for key in DATASETS:
                            paper=None, baseline={"name": best.removesuffix(" (baseline)"), "value": sc[best][field]},
                            higher_is_better=True, profile=profile))
 metrics = {
-    key: dict(settings=table[(f"{key}-inpainting", profile)], lr_schedule=cfg["lr_schedule"],
+    key: dict(settings=table[f"{key}-inpainting"][profile], lr_schedule=cfg["lr_schedule"],
               n_eval=cfg["n_eval"], n_samples=cfg["n_samples"], scores=scores[key],
               calibration={str(k): v for k, v in calibration[key].items()}, fit_seconds=fit_seconds[key],
               raw_observed_gap_mean=results[key]["raw_gap_mean"], raw_observed_gap_max=results[key]["raw_gap_max"],

@@ -54,12 +54,11 @@ import numpy as np
 import torch
 
 from cmmd.book import write_results
-from cmmd.configs import estimate_gpu_memory_gb, get_config
+from cmmd.configs import estimate_gpu_memory_gb, get_config, settings_table
 from cmmd.convolutional import sample_fully_convolutional
 from cmmd.data import load_materials, materials_tiles
 from cmmd.metrics import measurement_residual, posterior_stats, psnr, ssim
 from cmmd.model import ConditionalMMDFlow
-from cmmd.nets import count_parameters
 from cmmd.operators import BlurDownsample, upsample_bicubic
 from cmmd.runtime import banner, check_profile, footer, resolve_device
 
@@ -116,27 +115,9 @@ start = time.perf_counter()
 # margin over bicubic upsampling below is slightly optimistic.
 
 # %%
-def settings(prof: str) -> dict:
-    """The settings of the materials experiment in profile ``prof`` as a flat, printable dict."""
-    c = get_config(EXPERIMENT, prof)
-    level = c.levels[-1]
-    steps = c.flow_steps()
-    return {"training tiles N": c.n_train, "tile": "×".join(map(str, c.x_shape[1:])),
-            "observation": "×".join(map(str, c.y_shape[1:])), "noise std": c.noise_std,
-            "projections": f"full, P={level.n_projections}", "momentum": level.momentum,
-            "networks L": c.total_networks, "flow steps T_l": f"{steps[0]} … {steps[-1]}",
-            "flow steps in total": sum(steps), "Adam steps per network": c.train_steps,
-            "batch": c.batch_size, "learning rate": c.lr,
-            "UNet widths": "×".join(str(c.net.base_width * m) for m in c.net.channel_mult),
-            "UNet parameters": count_parameters(c.network()),
-            "GPU memory estimate (GiB)": round(estimate_gpu_memory_gb(c), 2)}
-
-
 exp = get_config(EXPERIMENT, profile)
-table = {p: settings(p) for p in (profile, "paper")}
-print(f"{EXPERIMENT:27s} {'profile ' + profile:>22s} {'profile paper':>22s}")
-for key in table["paper"]:
-    print(f"  {key:25s} {str(table[profile][key]):>22s} {str(table['paper'][key]):>22s}")
+table = {p: get_config(EXPERIMENT, p).summary() for p in (profile, "paper")}
+print(settings_table({EXPERIMENT: table}))
 paper_memory = {e: estimate_gpu_memory_gb(get_config(e, "paper")) for e in (EXPERIMENT, "celeba-superres")}
 print("\nGPU memory estimate of the paper settings (cmmd.configs.estimate_gpu_memory_gb):")
 for e, gb in paper_memory.items():

@@ -57,11 +57,10 @@ import numpy as np
 import torch
 
 from cmmd.book import write_results
-from cmmd.configs import CTConfig, estimate_gpu_memory_gb, get_config
+from cmmd.configs import CTConfig, estimate_gpu_memory_gb, get_config, settings_table
 from cmmd.data import CT_SLICES, ct_slices, random_ellipse_phantoms, shepp_logan
 from cmmd.metrics import posterior_stats, psnr, ssim
 from cmmd.model import ConditionalMMDFlow
-from cmmd.nets import count_parameters
 from cmmd.operators import ParallelBeamRadon, lodopab_mu_scale, low_dose
 from cmmd.runtime import banner, check_profile, footer, resolve_device
 
@@ -123,36 +122,8 @@ start = time.perf_counter()
 # that the paper's settings need (`cmmd.configs.estimate_gpu_memory_gb`).
 
 # %%
-def settings(name: str, prof: str) -> dict:
-    """The settings of experiment ``name`` in profile ``prof`` as a flat, printable dict."""
-    c = get_config(name, prof)
-    level = c.levels[-1]
-    windows = sorted(set(level.patches.windows))
-    copies = {w: level.patches.windows.count(w) for w in windows}
-    steps = c.flow_steps()
-    operator = c.operator()
-    return {"image": f"{c.x_shape[1]}×{c.x_shape[2]}", "training pairs N": c.n_train,
-            "angles measured": f"{operator.y_shape[1]} of {c.n_angles}", "detector bins": c.n_detectors,
-            "noise": "Poisson, 4,096 photons" if c.low_dose else "none",
-            "patch size p": level.patches.patch_size,
-            "windows (draws per step)": (", ".join(f"{w}" + (f"×{copies[w]}" if copies[w] > 1 else "")
-                                                   for w in windows) if len(windows) <= 6
-                                         else f"{len(windows)} scales, {windows[0]} … {windows[-1]}"),
-            "projections P per scale": level.patches.n_projections, "step size τ": level.step_size,
-            "momentum": level.momentum,
-            "networks L": c.total_networks, "flow steps T_l": f"{steps[0]} … {steps[-1]}",
-            "flow steps in total": sum(steps), "Adam steps per network": c.train_steps, "batch": c.batch_size,
-            "learning rate": c.lr, "gradient clipping": c.grad_clip,
-            "UNet parameters": count_parameters(c.network()),
-            "GPU memory estimate (GiB)": round(estimate_gpu_memory_gb(c), 2)}
-
-
-table = {(e, p): settings(e, p) for e in SETTINGS for p in (profile, "paper")}
-for e in SETTINGS:
-    print(f"{e:27s} {'profile ' + profile:>34s} {'profile paper':>34s}")
-    for key in table[(e, "paper")]:
-        print(f"  {key:25s} {str(table[(e, profile)][key]):>34s} {str(table[(e, 'paper')][key]):>34s}")
-    print()
+table = {e: {p: get_config(e, p).summary() for p in (profile, "paper")} for e in SETTINGS}
+print(settings_table(table))
 paper_memory = {e: estimate_gpu_memory_gb(get_config(e, "paper")) for e in SETTINGS}
 print("GPU memory estimate of the paper settings (training, cmmd.configs.estimate_gpu_memory_gb):")
 for e, gb in paper_memory.items():
@@ -545,7 +516,7 @@ for name in SETTINGS:
                            baseline={"name": "FBP", "value": sc["FBP"][field]}, higher_is_better=True,
                            profile=profile))
 metrics = {
-    name: dict(settings=table[(name, profile)], lr_schedule=cfg["lr_schedule"], n_samples=cfg["n_samples"],
+    name: dict(settings=table[name][profile], lr_schedule=cfg["lr_schedule"], n_samples=cfg["n_samples"],
                eval_images=eval_names, scores=scores[name],
                per_image={e: {k: v.tolist() for k, v in d.items()} for e, d in per_image[name].items()},
                residuals={k: v.tolist() for k, v in residuals[name].items()},

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from cmmd.configs import EXPERIMENTS, estimate_gpu_memory_gb, get_config
+from cmmd.configs import EXPERIMENTS, estimate_gpu_memory_gb, get_config, settings_table
 from cmmd.flow import GradientFn
 from cmmd.model import ConditionalMMDFlow
-from cmmd.nets import UNet
+from cmmd.nets import UNet, count_parameters
 from cmmd.projections import PatchProjections
 
 # METHOD.md §5 (and §3 for lr, T_1, the caps), copied by hand from its table. Entries marked [code] are not in
@@ -194,3 +194,28 @@ def test_unknown_names_are_refused_with_the_valid_ones():
         get_config("mnist-classcond", "gpu")
     with pytest.raises(ValueError, match="level"):
         get_config("mnist-classcond", "cpu").flow_steps(3)
+
+
+def test_summary_rows_come_from_the_config_and_leave_the_global_rng_alone():
+    cfg = get_config("ct-limited-angle", "paper")
+    before = torch.get_rng_state()
+    rows = cfg.summary()
+    assert torch.equal(torch.get_rng_state(), before)
+    assert rows["angles measured"] == "800 of 1000" and rows["noise"] == "none"
+    assert rows["networks L"] == cfg.total_networks == 40
+    assert rows["flow steps in total"] == sum(cfg.flow_steps())
+    with torch.random.fork_rng(devices=[]):
+        assert rows["UNet parameters"] == count_parameters(cfg.network())
+    assert get_config("ct-lowdose", "paper").summary()["noise"] == "Poisson, 4,096 photons"
+    assert get_config("mnist-inpainting", "paper").summary()["observed rows"] == "bottom 10 of 28"
+    cpu = get_config("ct-limited-angle", "cpu").summary()
+    assert cpu["projections"] == "patches p=4, windows 4×12, 8×4, 16, 32, 64, P=100 each"
+
+
+def test_settings_table_puts_profiles_side_by_side():
+    text = settings_table({"toy": {"cpu": {"N": 4000, "m": 0.5}, "paper": {"N": 20000, "extra": "yes"}}})
+    lines = text.splitlines()
+    assert lines[0].split() == ["toy", "profile", "cpu", "profile", "paper"]
+    assert lines[1].split() == ["N", "4,000", "20,000"]
+    assert lines[2].split() == ["m", "0.5", "—"]
+    assert lines[3].split() == ["extra", "—", "yes"]
