@@ -19,9 +19,9 @@ coarse-to-fine pyramids of CIFAR-10 and CelebA (1/8 → 1/4 → 1/2 → 1, METHO
 - :func:`estimate_gpu_memory_gb` the GPU memory it needs, from the tensor sizes.
 
 The flow schedule [code]: T_1 = 2^e and T_{l+1} = min(T_l + min(2^{e+l−1}, 1024), cap), i.e. the
-increment doubles from T_1 until it reaches 1,024. For e = 4 this is the rule of :class:`cmmd.model.FlowConfig`;
-for the materials (e = 3) and the upper pyramid levels (e = 10, 13) FlowConfig's increments (which start at
-16) differ, so :meth:`ExperimentConfig.flow_steps` is the reference there.
+increment doubles from T_1 until it reaches 1,024: the rule of :class:`cmmd.model.FlowConfig` with
+``first_steps`` = 2^e, so :meth:`ExperimentConfig.flow_config` reproduces :meth:`ExperimentConfig.flow_steps`
+(a test checks every experiment). :meth:`ExperimentConfig.build_flow` builds the untrained flow of a config.
 """
 
 from __future__ import annotations
@@ -34,11 +34,12 @@ import torch
 from torch import nn
 
 from cmmd.flow import GradientFn
-from cmmd.model import FlowConfig
+from cmmd.model import ConditionalMMDFlow, FlowConfig
 from cmmd.nets import ClassChannels, ImageCondition, ObservedImage, ResizedImage, UNet, count_parameters
 from cmmd.operators import BicubicDownsample, BlurDownsample, ClassCondition, Inpainting, ParallelBeamRadon
 from cmmd.operators.noise import LODOPAB_PHOTONS
 from cmmd.projections import full_gradient, patch_gradient
+from cmmd.pyramid import PyramidFlow
 from cmmd.runtime import PROFILES, check_profile
 from cmmd.sliced import DEFAULT_BLOCK
 
@@ -233,11 +234,13 @@ class ExperimentConfig:
         """The :class:`cmmd.model.FlowConfig` of a level (its ``n_projections`` is P of the level's projections;
         pass :meth:`gradient` as ``gradient=`` to :class:`cmmd.model.ConditionalMMDFlow`)."""
         lv = self.levels[self.level_index(level)]
-        steps = self.flow_steps(level)
+        steps, momenta = self.flow_steps(level), self.momenta(level)
+        growing = len(set(momenta)) > 1
         return FlowConfig(
             n_networks=len(steps), first_steps=steps[0], max_increment=self.max_increment, max_steps=self.max_steps,
             n_projections=lv.patches.n_projections if lv.patches is not None else lv.n_projections,
-            step_size=lv.step_size, momentum=self.momenta(level)[0], train_steps=self.train_steps,
+            step_size=lv.step_size, momentum=momenta[0], momentum_increment=self.momentum_increment if growing else 0.0,
+            momentum_max=self.momentum_max if growing else 1.0, train_steps=self.train_steps,
             batch_size=self.batch_size, lr=self.lr, lr_schedule="constant", grad_clip=self.grad_clip,
             sample_batch=self.sample_batch,
         )
@@ -271,6 +274,30 @@ class ExperimentConfig:
         """A fresh UNet Φ for a level (initialised from the global RNG: wrap it in ``torch.random.fork_rng``)."""
         return UNet(self.x_shape[0], self.cond_channels, condition_encoder=self.condition_encoder(level),
                     **self.unet_kwargs())
+
+    def build_flow(
+        self, *, init_seed: int, device: str | torch.device | None = None, **flow_changes
+    ) -> ConditionalMMDFlow | PyramidFlow:
+        """The untrained learned flow of this experiment, ready for ``fit(x, y)``.
+
+        One :class:`~cmmd.model.ConditionalMMDFlow` per level (its :meth:`flow_config`, :meth:`gradient` and
+        :meth:`network`), wrapped in a :class:`~cmmd.pyramid.PyramidFlow` when there are several levels.
+
+        Args:
+            init_seed: the UNets are initialised after ``torch.manual_seed(init_seed)``, inside
+                ``torch.random.fork_rng``, so the global random state does not move.
+            device: where the networks live (the training data must be there too).
+            flow_changes: fields of :class:`~cmmd.model.FlowConfig` to replace in every level,
+                e.g. ``lr_schedule="cosine"``.
+        """
+        flows = []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            for k in range(len(self.levels)):
+                flows.append(ConditionalMMDFlow(
+                    self.level_shape(k), self.y_shape, net=self.network(k).to(device),
+                    config=replace(self.flow_config(k), **flow_changes), gradient=self.gradient(k)))
+        return flows[0] if len(flows) == 1 else PyramidFlow(flows, upsample_noise=self.upsample_noise)
 
     # ------------------------------------------------------------------ what a chapter shows
     def summary(self) -> dict[str, object]:

@@ -51,7 +51,9 @@ class FlowConfig:
         max_steps: cap on T_l (paper: 30,000; 10,000 for CT and materials).
         n_projections: P for the sliced gradient; ``None`` uses the exact gradient.
         step_size: τ of the Euler step x ← x − τ N v.
-        momentum: m in v ← ∇F + m v.
+        momentum: m in v ← ∇F + m v, for the first network.
+        momentum_increment, momentum_max: network l (from 0) uses m_l = min(momentum + l·increment, max)
+            (the authors' pyramids grow m by 0.01 per network up to 0.8); increment 0 keeps m constant.
         train_steps: Adam steps per network (paper: 4,000–5,000).
         batch_size: minibatch size for the network training (paper: 100).
         lr: Adam learning rate (paper: 5e-4).
@@ -71,6 +73,8 @@ class FlowConfig:
     n_projections: int | None = 50
     step_size: float = 1.0
     momentum: float = 0.8
+    momentum_increment: float = 0.0
+    momentum_max: float = 1.0
     train_steps: int = 2000
     batch_size: int = 1000
     lr: float = 2e-3
@@ -89,6 +93,13 @@ class FlowConfig:
             increment = min(self.first_steps * 2 ** (level - 1), self.max_increment)
             steps.append(min(steps[-1] + increment, self.max_steps))
         return steps
+
+    def momenta(self) -> list[float]:
+        """m_1..m_L: the momentum of each network's flow."""
+        if self.momentum_increment == 0:
+            return [self.momentum] * self.n_networks
+        return [min(self.momentum + level * self.momentum_increment, self.momentum_max)
+                for level in range(self.n_networks)]
 
 
 @dataclass
@@ -128,6 +139,7 @@ class ConditionalMMDFlow:
         self.gradient = gradient or gradient_estimator(self.config.n_projections)
         self.networks: list[nn.Module] = []
         self.history = FitHistory()
+        self.particles: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ networks
     def _first_network(self, generator: torch.Generator | None, like: torch.Tensor) -> nn.Module:
@@ -184,19 +196,23 @@ class ConditionalMMDFlow:
         checkpoint_dir: str | os.PathLike | None = None,
         resume: bool = False,
         progress: bool = True,
+        initial: torch.Tensor | None = None,
     ) -> "ConditionalMMDFlow":
         """Learn the flow from training pairs x (N, *x_shape), y (N, *y_shape) (module docstring).
 
         Args:
             x, y: the training sample (p_i, q_i) of P_{X,Y}.
             generator: source of all randomness (initial particles, directions, minibatches, init).
+            initial: start particles (N, *x_shape) instead of U[0, 1]^d (a pyramid level starts from the
+                level below, :mod:`cmmd.pyramid`); ignored when resuming (the checkpoint holds the particles).
             checkpoint_dir: write ``checkpoint.pt`` there, atomically, after every network.
             resume: continue from the checkpoint in ``checkpoint_dir``; the result equals an uninterrupted
                 run with the same seed (CPU). Without it, an existing checkpoint is never overwritten.
             progress: show a tqdm bar (network l of L, MMD², training loss).
 
         Returns:
-            self, with ``networks`` (L modules) and ``history``.
+            self, with ``networks`` (L modules), ``history`` and ``particles`` (N, *x_shape), the training
+            particles after the last network.
         """
         self._check_training_data(x, y)
         n = x.shape[0]
@@ -213,16 +229,15 @@ class ConditionalMMDFlow:
                     f"or choose another checkpoint_dir (nothing was overwritten)"
                 )
             self.networks, self.history = [], FitHistory()
-            particles = torch.rand(x_flat.shape, generator=generator, dtype=x.dtype, device=x.device)
-            state = {"particles": particles}
+            state = {"particles": self._initial_particles(x, initial, generator)}
         particles = state["particles"]
-        schedule = cfg.flow_steps()
+        schedule, momenta = cfg.flow_steps(), cfg.momenta()
         bar = tqdm(range(len(self.networks), cfg.n_networks), disable=not progress, desc="networks",
                    initial=len(self.networks), total=cfg.n_networks)
         for level in bar:
             x_old = particles
             flowed = conditional_mmd_flow(
-                x_old, y_flat, x_flat, y_flat, schedule[level], step_size=cfg.step_size, momentum=cfg.momentum,
+                x_old, y_flat, x_flat, y_flat, schedule[level], step_size=cfg.step_size, momentum=momenta[level],
                 gradient=self.gradient, record_every=max(1, schedule[level]), generator=generator,
             )
             net = self._first_network(generator, x) if level == 0 else copy.deepcopy(self.networks[-1])
@@ -235,7 +250,18 @@ class ConditionalMMDFlow:
             bar.set_postfix(mmd2=f"{self.history.mmd2_after_network[-1]:.2e}", loss=f"{loss:.2e}")
             if ckpt is not None:
                 self._write_checkpoint(ckpt, fingerprint, particles, generator)
+        self.particles = particles.view(n, *self.x_shape)
         return self
+
+    def _initial_particles(self, x: torch.Tensor, initial: torch.Tensor | None, generator) -> torch.Tensor:
+        """The start particles (N, d): ``initial`` flattened (copied), or U[0, 1]^d drawn from ``generator``."""
+        n = x.shape[0]
+        if initial is None:
+            return torch.rand((n, prod(self.x_shape)), generator=generator, dtype=x.dtype, device=x.device)
+        check_floating("initial", initial)
+        if tuple(initial.shape) != tuple(x.shape):
+            raise ValueError(f"initial particles must have the shape of x, {tuple(x.shape)}, got {tuple(initial.shape)}")
+        return initial.to(dtype=x.dtype, device=x.device).reshape(n, -1).clone()
 
     def _record(self, steps, mmd2_flow, particles, y_flat, x_flat, loss) -> None:
         joint, target = torch.cat([particles, y_flat], 1), torch.cat([x_flat, y_flat], 1)
@@ -347,7 +373,13 @@ class ConditionalMMDFlow:
     ) -> "ConditionalMMDFlow":
         """Read a flow written by :meth:`save`. Pass ``net`` (an untrained network of the same architecture)
         when the flow was trained with a custom network."""
-        state = _read(Path(path), map_location)
+        return cls.from_state_dict(_read(Path(path), map_location), net=net, map_location=map_location)
+
+    @classmethod
+    def from_state_dict(
+        cls, state: dict[str, Any], *, net: nn.Module | None = None, map_location: str | torch.device = "cpu"
+    ) -> "ConditionalMMDFlow":
+        """The flow held by ``state`` (as :meth:`state_dict` returns it); ``net`` as in :meth:`load`."""
         model = cls(tuple(state["x_shape"]), tuple(state["y_shape"]), net=net, config=FlowConfig(**state["config"]))
         model._load_networks(state, map_location)
         return model

@@ -2,7 +2,7 @@
 
 For each paper experiment: a few flow steps and network updates on synthetic data of the right shapes,
 the measured peak GPU memory beside cmmd.configs.estimate_gpu_memory_gb, and step times; then the MNIST
-patch-projection step at N = 2,000 and 20,000. Writes gpu_check.json to $OUT (or /tmp). Not run by CI.
+patch-projection step at N = 2,000 and 20,000, and the CIFAR-10 pyramid (cmmd.pyramid) end to end. Writes gpu_check.json to $OUT (or /tmp). Not run by CI.
 """
 import json, math, os, sys, time
 import torch
@@ -91,5 +91,21 @@ for n in (2000, 20000):
     for _ in range(5): f(joint, target, gg)
     sync(); out[f"mnist_step_N{n}"] = (time.perf_counter() - t0) / 5
     print("mnist step", n, out[f"mnist_step_N{n}"], flush=True)
+# the pyramid trainer end to end on CUDA: the CIFAR-10 paper levels, one network each (2 flow steps, 3 Adam steps)
+try:
+    cfg = get_config("cifar10-classcond", "paper")
+    torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
+    x, y = fake_data(cfg, len(cfg.levels) - 1)
+    pyramid = cfg.build_flow(init_seed=0, device=dev, n_networks=1, first_steps=2, train_steps=3)
+    t0 = time.perf_counter()
+    pyramid.fit(x, y, generator=torch.Generator(device=dev).manual_seed(4), progress=False)
+    s = pyramid.sample(y[:10], 4, generator=torch.Generator(device=dev).manual_seed(5))
+    sync()
+    out["cifar10_pyramid"] = dict(seconds=time.perf_counter() - t0, sample_shape=list(s.shape),
+                                  finite=bool(torch.isfinite(s).all()), device=str(s.device),
+                                  peak_allocated_gib=torch.cuda.max_memory_allocated() / 2**30)
+except Exception as e:
+    out["cifar10_pyramid"] = dict(error=repr(e)[:300])
+print("pyramid", out["cifar10_pyramid"], flush=True)
 os.makedirs(os.environ.get("OUT", "/tmp"), exist_ok=True)
 json.dump(out, open(os.path.join(os.environ.get("OUT", "/tmp"), "gpu_check.json"), "w"), indent=1)

@@ -115,7 +115,8 @@ def test_every_experiment_builds_in_every_profile(name, profile):
         cfg.n_train = 1
     for level in range(len(cfg.levels)):
         flow = cfg.flow_config(level)
-        assert flow.flow_steps() == cfg.flow_steps(level) or cfg.levels[level].first_exponent != 4
+        assert flow.flow_steps() == cfg.flow_steps(level)  # the model runs the authors' schedule
+        assert flow.momenta() == pytest.approx(cfg.momenta(level), abs=1e-12)  # and their momenta
         gradient: GradientFn = cfg.gradient(level)
         assert callable(gradient)
         if cfg.levels[level].patches is not None:
