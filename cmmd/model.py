@@ -305,6 +305,16 @@ class ConditionalMMDFlow:
         Returns:
             Tensor (B, n_samples, *x_shape).
         """
+        batch = batch_size if batch_size is not None else self.config.sample_batch
+        check_positive_int("batch_size", batch)
+        z, y_rep = self.start(y, n_samples, generator=generator)
+        return self.transport(z, y_rep, batch_size=batch).view(y.shape[0], n_samples, *self.x_shape)
+
+    def start(
+        self, y: torch.Tensor, n_samples: int, *, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Check a sampling request and draw its start: z (B·n_samples, *x_shape) ~ U[0, 1]^d and y with each
+        row repeated n_samples times, both on the device and dtype of the networks."""
         if not self.networks:
             raise RuntimeError("sample() needs a trained flow: call fit(x, y) or ConditionalMMDFlow.load(path) first")
         check_floating("y", y)
@@ -313,13 +323,9 @@ class ConditionalMMDFlow:
                 f"y must have shape (B, *{self.y_shape}) like the training observations, got {tuple(y.shape)}"
             )
         check_positive_int("n_samples", n_samples)
-        batch = batch_size if batch_size is not None else self.config.sample_batch
-        check_positive_int("batch_size", batch)
-        b = y.shape[0]
         dtype, device = self._parameter_dtype_device(y)
-        x = torch.rand((b * n_samples, *self.x_shape), generator=generator, dtype=dtype, device=device)
-        y_rep = y.to(dtype).repeat_interleave(n_samples, dim=0)
-        return self.transport(x, y_rep, batch_size=batch).view(b, n_samples, *self.x_shape)
+        z = torch.rand((y.shape[0] * n_samples, *self.x_shape), generator=generator, dtype=dtype, device=device)
+        return z, y.to(dtype).repeat_interleave(n_samples, dim=0)
 
     @torch.no_grad()
     def transport(self, z: torch.Tensor, y: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:

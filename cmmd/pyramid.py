@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from cmmd._checks import check_floating, check_positive_int
+from cmmd._checks import check_floating
 from cmmd.model import FORMAT_VERSION, ConditionalMMDFlow, FitHistory, _atomic_save, _read
 from cmmd.projections import downsample_images, upsample_particles
 
@@ -143,20 +143,12 @@ class PyramidFlow:
         """
         if not all(flow.networks for flow in self.levels):
             raise RuntimeError("sample() needs a trained pyramid: call fit(x, y) or PyramidFlow.load(path) first")
-        check_floating("y", y)
-        if tuple(y.shape[1:]) != self.y_shape:
-            raise ValueError(f"y must have shape (B, *{self.y_shape}) like the training observations, got {tuple(y.shape)}")
-        check_positive_int("n_samples", n_samples)
-        param = next(self.levels[0].networks[0].parameters(), None)
-        dtype, device = (param.dtype, param.device) if param is not None else (y.dtype, y.device)
-        b = y.shape[0]
-        x = torch.rand((b * n_samples, *self.levels[0].x_shape), generator=generator, dtype=dtype, device=device)
-        y_rep = y.to(dtype).repeat_interleave(n_samples, dim=0)
+        x, y_rep = self.levels[0].start(y, n_samples, generator=generator)
         for k, flow in enumerate(self.levels):
             if k:
                 x = self._up(x, k, generator)
             x = flow.transport(x, y_rep, batch_size=batch_size)
-        return x.view(b, n_samples, *self.x_shape)
+        return x.view(y.shape[0], n_samples, *self.x_shape)
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
