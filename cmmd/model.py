@@ -203,12 +203,12 @@ class ConditionalMMDFlow:
         Args:
             x, y: the training sample (p_i, q_i) of P_{X,Y}.
             generator: source of all randomness (initial particles, directions, minibatches, init).
-            initial: start particles (N, *x_shape) instead of U[0, 1]^d (a pyramid level starts from the
-                level below, :mod:`cmmd.pyramid`); ignored when resuming (the checkpoint holds the particles).
             checkpoint_dir: write ``checkpoint.pt`` there, atomically, after every network.
             resume: continue from the checkpoint in ``checkpoint_dir``; the result equals an uninterrupted
                 run with the same seed (CPU). Without it, an existing checkpoint is never overwritten.
             progress: show a tqdm bar (network l of L, MMD², training loss).
+            initial: start particles (N, *x_shape) instead of U[0, 1]^d (a pyramid level starts from the
+                level below, :mod:`cmmd.pyramid`); ignored when resuming (the checkpoint holds the particles).
 
         Returns:
             self, with ``networks`` (L modules), ``history`` and ``particles`` (N, *x_shape), the training

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from cmmd._checks import check_floating
-from cmmd.model import FORMAT_VERSION, ConditionalMMDFlow, FitHistory, _atomic_save, _read
+from cmmd.model import CHECKPOINT_NAME, FORMAT_VERSION, ConditionalMMDFlow, FitHistory, _atomic_save, _read
 from cmmd.projections import downsample_images, upsample_particles
 
 LEVEL_DIR = "level-{}"
@@ -112,9 +112,10 @@ class PyramidFlow:
         particles = None
         for k, flow in enumerate(self.levels):
             targets = downsample_images(x, self.x_shape[-1] // flow.x_shape[-1])
-            initial = None if k == 0 else self._up(particles, k, generator)
             level_dir = Path(checkpoint_dir) / LEVEL_DIR.format(k) if checkpoint_dir is not None else None
-            resume_level = resume and (k == 0 or (level_dir / "checkpoint.pt").exists())
+            resume_level = resume and (k == 0 or (level_dir / CHECKPOINT_NAME).exists())
+            # A resumed level takes its particles and generator state from its checkpoint.
+            initial = None if k == 0 or resume_level else self._up(particles, k, generator)
             flow.fit(targets, y, generator=generator, checkpoint_dir=level_dir, resume=resume_level,
                      progress=progress, initial=initial)
             particles = flow.particles
