@@ -9,7 +9,9 @@ Pipeline (``DESIGN.md``, Pipeline)::
 
 A notebook runs into a temporary file that replaces the old one only on success; a failing cell
 stops the run and names the cell, the error and the partial notebook. A notebook whose source hash
-and parameters match its executed copy is skipped (``--force`` reruns it).
+and parameters match its executed copy is skipped (``--force`` reruns it). After an edit of the prose
+only, ``--refresh-text`` copies the markdown into the executed notebook without running it
+(:func:`refresh_text`; it refuses when any code cell changed).
 
 Inside a notebook, :func:`write_results` stores the chapter's headline figures; it is a no-op
 (with a warning) when the notebook runs on its own, e.g. in Colab.
@@ -511,6 +513,13 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
+def _rewrite_parameters(source: str, params: dict[str, Any]) -> str:
+    """The parameters cell as a run with ``params`` leaves it: each value written in, ``results_path`` empty."""
+    for key, value in {**params, "results_path": ""}.items():
+        source = re.sub(rf"^{key}\s*=.*$", f"{key} = {json.dumps(value)}", source, flags=re.MULTILINE)
+    return source
+
+
 def _tidy_executed(nb, params: dict[str, Any], source: Path, output: Path) -> None:
     """Make the executed notebook rerunnable as it is, e.g. in Colab.
 
@@ -518,17 +527,13 @@ def _tidy_executed(nb, params: dict[str, Any], source: Path, output: Path) -> No
     parameters cell) is dropped, and the ``parameters`` cell is rewritten to the values this run
     used, with an empty ``results_path``. papermill's metadata keeps the record of the run.
     """
-    values = {**params, "results_path": ""}
     kept = []
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
         if "injected-parameters" in tags:
             continue
         if "parameters" in tags:
-            for key, value in values.items():
-                cell.source = re.sub(
-                    rf"^{key}\s*=.*$", f"{key} = {json.dumps(value)}", cell.source, flags=re.MULTILINE
-                )
+            cell.source = _rewrite_parameters(cell.source, params)
         kept.append(cell)
     nb.cells = kept
     pm = nb.metadata.get("papermill", {})
@@ -646,6 +651,61 @@ def run_notebook(
     return RunOutcome(name, "ran", out_nb, wall)
 
 
+def refresh_text(
+    name: str,
+    *,
+    notebooks_dir: str | os.PathLike = NOTEBOOKS_DIR,
+    generated_dir: str | os.PathLike = GENERATED_DIR,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Copy the markdown of an edited ``notebooks/NAME.py`` into its executed notebook, executing nothing.
+
+    Allowed only when the cells of the source line up with the executed ones and every code cell is
+    unchanged (the ``parameters`` cell compared as the run rewrote it): the outputs are then exactly
+    those of the edited source under the run's profile, device and seed. The run record keeps its
+    time and date, gains ``text_refreshed_at``, and takes the new source hash, so that ``--check``
+    passes. Prose that quotes numbers must still agree with the outputs: that is the author's part.
+
+    Raises:
+        NotebookError: no executed notebook, or the code differs (the message names the first
+            differing cell and says to rerun the notebook).
+    """
+    import nbformat
+
+    src = Path(notebooks_dir) / f"{name}.py"
+    out_nb, out_json = Path(generated_dir) / f"{name}.ipynb", Path(generated_dir) / f"{name}.json"
+    meta = _read_metadata(out_nb)
+    if meta is None or not out_json.exists():
+        raise NotebookError(f"{name}: no executed notebook in {generated_dir}; run `python -m cmmd.book {name}`")
+    if meta.get("source_hash") == source_hash(src):
+        log(f"{name}: up to date, nothing to refresh")
+        return
+    executed = nbformat.read(out_nb, as_version=4)
+    source = load_notebook(src)
+    rerun = f"rerun it: python -m cmmd.book --force --profile {meta['profile']} {name}"
+    if len(source.cells) != len(executed.cells):
+        raise NotebookError(f"{name}: {len(source.cells)} cells in the source, {len(executed.cells)} executed; {rerun}")
+    for index, (new, old) in enumerate(zip(source.cells, executed.cells)):
+        if new.cell_type != old.cell_type:
+            raise NotebookError(f"{name}: cell {index} changed from {old.cell_type} to {new.cell_type}; {rerun}")
+        if new.cell_type == "markdown":
+            old.source, old.metadata = new.source, new.metadata
+            continue
+        code = new.source
+        if "parameters" in new.metadata.get("tags", []):
+            code = _rewrite_parameters(code, meta["parameters"])
+        if code != old.source:
+            raise NotebookError(f"{name}: code cell {index} differs from the executed one; {rerun}")
+    stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    record = {**meta, "source_hash": source_hash(src), "text_refreshed_at": stamp}
+    executed.metadata["cmmd"] = record
+    results = json.loads(out_json.read_text(encoding="utf-8"))
+    results.update(source_hash=record["source_hash"], text_refreshed_at=stamp)
+    _atomic_write_text(out_nb, nbformat.writes(executed) + "\n")
+    _atomic_write_text(out_json, json.dumps(results, indent=2) + "\n")
+    log(f"{name}: text refreshed from {_relative(src)} (code unchanged, outputs kept)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cmmd.book",
@@ -661,6 +721,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="run nothing; exit 1 if an executed notebook is stale against its source or profile",
     )
+    parser.add_argument(
+        "--refresh-text",
+        action="store_true",
+        help="run nothing; copy edited markdown into executed notebooks whose code is unchanged",
+    )
     parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS_DIR, help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, default=GENERATED_DIR, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -674,6 +739,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for n, reasons in stale.items():
                 print(f"{n}: " + ("; ".join(reasons) if reasons else "up to date"))
             return 1 if any(stale.values()) else 0
+        if args.refresh_text:
+            for n in names:
+                refresh_text(n, notebooks_dir=args.notebooks, generated_dir=args.output)
+            return 0
         if not names:
             print(f"no notebooks in {args.notebooks}", file=sys.stderr)
         for n in names:

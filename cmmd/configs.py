@@ -36,7 +36,14 @@ from torch import nn
 from cmmd.flow import GradientFn
 from cmmd.model import ConditionalMMDFlow, FlowConfig
 from cmmd.nets import ClassChannels, ImageCondition, ObservedImage, ResizedImage, UNet, count_parameters
-from cmmd.operators import BicubicDownsample, BlurDownsample, ClassCondition, Inpainting, ParallelBeamRadon
+from cmmd.operators import (
+    BicubicDownsample,
+    BlurDownsample,
+    ClassCondition,
+    Inpainting,
+    ParallelBeamRadon,
+    limited_angle,
+)
 from cmmd.operators.noise import LODOPAB_PHOTONS
 from cmmd.projections import full_gradient, patch_gradient
 from cmmd.pyramid import PyramidFlow
@@ -425,18 +432,21 @@ class CTConfig(ExperimentConfig):
 
     @property
     def measured_angles(self) -> int:
-        """How many of the ``n_angles`` equispaced angles in [0, π) are measured (the first ones)."""
+        """How many of the ``n_angles`` equispaced angles in [0, π) are measured (the middle ones)."""
         return max(1, round(self.angle_fraction * self.n_angles))
 
     def forward_rows(self) -> dict[str, object]:
-        return {"image": _side(self.x_shape), "angles measured": f"{self.measured_angles} of {self.n_angles}",
+        kept, first = self.measured_angles, (self.n_angles - self.measured_angles) // 2
+        angles = f"{kept} of {self.n_angles}"
+        if kept < self.n_angles:
+            angles += f" (nos. {first}–{first + kept - 1})"
+        return {"image": _side(self.x_shape), "angles measured": angles,
                 "detector bins": self.n_detectors,
                 "noise": f"Poisson, {LODOPAB_PHOTONS:,.0f} photons" if self.low_dose else "none"}
 
     def operator(self) -> ParallelBeamRadon:
-        size = self.x_shape[1]
-        angles = torch.arange(self.measured_angles, dtype=torch.float64) * (math.pi / self.n_angles)
-        return ParallelBeamRadon(size, angles, n_detectors=self.n_detectors, angle_step=math.pi / self.n_angles)
+        """The parallel-beam Radon transform on the measured angles (:func:`cmmd.operators.limited_angle`)."""
+        return limited_angle(self.x_shape[1], self.n_angles, self.angle_fraction, n_detectors=self.n_detectors)
 
     def condition_encoder(self, level: int = -1) -> nn.Module:
         return ImageCondition()
@@ -911,7 +921,7 @@ class _CTBase(CTConfig):
     @classmethod
     def cpu(cls) -> "_CTBase":
         # Reduced resolution 64×64 (procedural phantoms offline, NOTES.md), 100 angles (limited angle: the
-        # first 80) and 64 detector bins. Patch projections p = 4 at windows 4..64; one 4×4 window per step
+        # middle 80) and 64 detector bins. Patch projections p = 4 at windows 4..64; one 4×4 window per step
         # covers 1/256 of the image, too little to remove the pixel noise of the initial particles in the
         # ~1,300 flow steps a CPU affords, so the 4×4 and 8×8 scales are drawn 12 and 4 times per step (each
         # its own random window, weight 0.1: larger weights diverged). Step size τ = 0.5: with the paper's τ = 1
@@ -953,7 +963,9 @@ class CTLimitedAngle(_CTBase):
 
     @classmethod
     def paper(cls) -> "CTLimitedAngle":
-        return cls._paper(angle_fraction=0.8, low_dose=False)  # METHOD.md §5: 800 of 1,000 angles
+        # METHOD.md §5: 800 of 1,000 angles; [code] the authors take the observations of LoDoPaB's
+        # low-dose sinograms on angles 100..899, so the photon noise of the low-dose setting stays.
+        return cls._paper(angle_fraction=0.8, low_dose=True)
 
 
 # ---------------------------------------------------------------------- registry

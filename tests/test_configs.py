@@ -35,7 +35,7 @@ PAPER = {
                        first_steps=16, y_mode="window", angle_fraction=1.0, low_dose=True,
                        train_steps=4000, batch_size=10),  # [code] 4,000 steps; METHOD §3: batch 10 for large images
 }
-PAPER["ct-limited-angle"] = dict(PAPER["ct-lowdose"], angle_fraction=0.8, low_dose=False)  # 800 of 1,000 angles
+PAPER["ct-limited-angle"] = dict(PAPER["ct-lowdose"], angle_fraction=0.8)  # 800 of 1,000 angles, low-dose noise [code]
 PYRAMIDS = {  # METHOD.md §5 and §4
     "cifar10-classcond": dict(n_train=40_000, x_shape=(3, 32, 32), y_shape=(10,), sizes=(4, 8, 16, 32),
                               taus=(0.5, 1.0, 1.0, 1.0), top_patch=7, top_windows=(7, 14, 21, 28), top_p=400,
@@ -152,6 +152,7 @@ def test_forward_operators_match_the_shapes():
         assert tuple(op.x_shape) == cfg.x_shape and tuple(op.y_shape) == cfg.y_shape
     ct = get_config("ct-limited-angle", "paper").operator()
     assert ct.angles.numel() == 800
+    assert torch.allclose(ct.angles, torch.arange(100, 900, dtype=torch.float64) * math.pi / 1000)  # [code]
     assert get_config("mnist-classcond", "paper").operator().scale == 10.0
 
 
@@ -202,7 +203,7 @@ def test_summary_rows_come_from_the_config_and_leave_the_global_rng_alone():
     before = torch.get_rng_state()
     rows = cfg.summary()
     assert torch.equal(torch.get_rng_state(), before)
-    assert rows["angles measured"] == "800 of 1000" and rows["noise"] == "none"
+    assert rows["angles measured"] == "800 of 1000 (nos. 100–899)" and rows["noise"] == "Poisson, 4,096 photons"
     assert rows["networks L"] == cfg.total_networks == 40
     assert rows["flow steps in total"] == sum(cfg.flow_steps())
     with torch.random.fork_rng(devices=[]):

@@ -8,18 +8,22 @@ nbval compares what smoke prints now with what the book shows. All other cells m
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
+import torch
 
 from cmmd import book
-from cmmd.data import load_materials
+from cmmd.configs import get_config
+from cmmd.data import load_materials, random_ellipse_phantoms
 from cmmd.data.cifar import CIFAR10_DIRNAME, CIFAR10_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,6 +117,65 @@ def test_cifar10_path_trains_the_pyramid_on_a_stand_in_data_set(name, tmp_path):
     experiment = {"04_class_conditional": "cifar10-classcond", "05_inpainting": "cifar10-inpainting"}[name]
     assert experiment in {row["experiment"] for row in data["ledger"]}
     assert data["metrics"]["cifar10"] == "run"
+
+
+def write_stand_in_lodopab(root: Path, n_train: int, n_test: int = 4) -> None:
+    """Ellipse phantoms of 362×362 in LoDoPaB-CT's HDF5 layout (dataset "data" of float32 images in [0, 1])
+    under ``root/lodopab``: enough to run chapter 7's LoDoPaB path where the real data are absent."""
+    h5py = pytest.importorskip("h5py")
+    directory = root / "lodopab"
+    directory.mkdir(parents=True)
+    for split, n, seed in (("train", n_train, 0), ("test", n_test, 1)):
+        images = random_ellipse_phantoms(n, 362, generator=torch.Generator().manual_seed(seed))[:, 0]
+        with h5py.File(directory / f"ground_truth_{split}_000.hdf5", "w") as file:
+            file.create_dataset("data", data=images.numpy())
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_lodopab_path_of_the_ct_chapter_on_a_stand_in_data_set(tmp_path):
+    """The `paper` profile's data path of chapter 7 (LoDoPaB-CT ground truth, resized to the profile's grid),
+    run in smoke settings on stand-in files in CMMD_DATA_DIR: it trains, samples and scores both settings."""
+    write_stand_in_lodopab(tmp_path / "data", get_config("ct-lowdose", "smoke").n_train)
+    path, results, _, _ = smoke_copy("07_computed_tomography", tmp_path, extra={"dataset": "lodopab"})
+    data = run_nbval("07_computed_tomography", path, results, tmp_path, env={"CMMD_DATA_DIR": str(tmp_path / "data")})
+    assert data["metrics"]["data"].startswith("training: the first LoDoPaB-CT training images")
+    assert data["metrics"]["ct-lowdose"]["eval_images"] == [f"LoDoPaB test {j}" for j in range(4)]
+
+
+def write_stand_in_celeba(root: Path, n_train: int, n_test: int, seed: int = 0) -> None:
+    """Random 218×178 RGB JPEGs in CelebA's layout (``celeba/img_align_celeba.zip`` and
+    ``celeba/list_eval_partition.txt``): enough to run chapter 6's CelebA path where the real data are absent."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    directory = root / "celeba"
+    directory.mkdir(parents=True)
+    lines = []
+    with zipfile.ZipFile(directory / "img_align_celeba.zip", "w") as archive:
+        for index in range(n_train + n_test):
+            name = f"{index + 1:06d}.jpg"
+            buffer = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)).save(buffer, format="JPEG")
+            archive.writestr(f"img_align_celeba/{name}", buffer.getvalue())
+            lines.append(f"{name} {0 if index < n_train else 2}")
+    (directory / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_celeba_path_of_the_superresolution_chapter_on_a_stand_in_data_set(tmp_path):
+    """The `paper` profile's CelebA path of chapter 6 (a four-level pyramid on colour faces), run in smoke
+    settings on stand-in files in CMMD_DATA_DIR: it trains, samples, scores and writes the ledger rows."""
+    reason = missing_data("06_superresolution")
+    if reason is not None:
+        pytest.skip(reason)
+    write_stand_in_celeba(tmp_path / "data", get_config("celeba-superres", "smoke").n_train, 2)
+    path, results, _, _ = smoke_copy("06_superresolution", tmp_path, extra={"run_celeba": True})
+    data = run_nbval("06_superresolution", path, results, tmp_path, env={"CMMD_DATA_DIR": str(tmp_path / "data")})
+    assert data["metrics"]["celeba"] == "run"
+    rows = {(row["experiment"], row["metric"]) for row in data["ledger"]}
+    assert {("celeba-superres", "psnr-mean"), ("celeba-superres", "ssim-mean")} <= rows
 
 
 @pytest.mark.notebooks

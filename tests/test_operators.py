@@ -210,11 +210,14 @@ def test_radon_chunking_and_autograd():
     assert torch.allclose(grad, big(x), rtol=0, atol=1e-12)
 
 
-def test_limited_angle_keeps_first_angles():
+def test_limited_angle_keeps_the_middle_angles_as_the_authors():
+    """[code] dival AngleSubsetDataset(lodopab, slice(100, 900)): indices 100..899 of 1,000."""
     op = limited_angle(32, 1000, 0.8)
     assert op.y_shape == (1, 800, 32)
-    assert torch.allclose(op.angles, torch.arange(800, dtype=torch.float64) * math.pi / 1000)
+    assert torch.allclose(op.angles, torch.arange(100, 900, dtype=torch.float64) * math.pi / 1000)
     assert op.angle_step == pytest.approx(math.pi / 1000)
+    assert torch.allclose(limited_angle(32, 100, 0.8).angles, torch.arange(10, 90, dtype=torch.float64) * math.pi / 100)
+    assert limited_angle(32, 10, 1.0).angles.numel() == 10
 
 
 # ---------------------------------------------------------------- noise
