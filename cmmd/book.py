@@ -677,7 +677,8 @@ def refresh_text(
     meta = _read_metadata(out_nb)
     if meta is None or not out_json.exists():
         raise NotebookError(f"{name}: no executed notebook in {generated_dir}; run `python -m cmmd.book {name}`")
-    if meta.get("source_hash") == source_hash(src):
+    digest = source_hash(src)
+    if meta.get("source_hash") == digest:
         log(f"{name}: up to date, nothing to refresh")
         return
     executed = nbformat.read(out_nb, as_version=4)
@@ -697,7 +698,7 @@ def refresh_text(
         if code != old.source:
             raise NotebookError(f"{name}: code cell {index} differs from the executed one; {rerun}")
     stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    record = {**meta, "source_hash": source_hash(src), "text_refreshed_at": stamp}
+    record = {**meta, "source_hash": digest, "text_refreshed_at": stamp}
     executed.metadata["cmmd"] = record
     results = json.loads(out_json.read_text(encoding="utf-8"))
     results.update(source_hash=record["source_hash"], text_refreshed_at=stamp)

@@ -43,6 +43,7 @@ from cmmd.operators import (
     Inpainting,
     ParallelBeamRadon,
     limited_angle,
+    measured_angle_numbers,
 )
 from cmmd.operators.noise import LODOPAB_PHOTONS
 from cmmd.projections import full_gradient, patch_gradient
@@ -433,13 +434,13 @@ class CTConfig(ExperimentConfig):
     @property
     def measured_angles(self) -> int:
         """How many of the ``n_angles`` equispaced angles in [0, π) are measured (the middle ones)."""
-        return max(1, round(self.angle_fraction * self.n_angles))
+        return len(measured_angle_numbers(self.n_angles, self.angle_fraction))
 
     def forward_rows(self) -> dict[str, object]:
-        kept, first = self.measured_angles, (self.n_angles - self.measured_angles) // 2
-        angles = f"{kept} of {self.n_angles}"
-        if kept < self.n_angles:
-            angles += f" (nos. {first}–{first + kept - 1})"
+        numbers = measured_angle_numbers(self.n_angles, self.angle_fraction)
+        angles = f"{len(numbers)} of {self.n_angles}"
+        if len(numbers) < self.n_angles:
+            angles += f" (nos. {numbers[0]}–{numbers[-1]})"
         return {"image": _side(self.x_shape), "angles measured": angles,
                 "detector bins": self.n_detectors,
                 "noise": f"Poisson, {LODOPAB_PHOTONS:,.0f} photons" if self.low_dose else "none"}

@@ -9,7 +9,7 @@ from cmmd.operators.bicubic import BicubicDownsample, bicubic_matrix, upsample_b
 from cmmd.operators.blur import BlurDownsample, gaussian_kernel_1d
 from cmmd.operators.conditions import ClassCondition, Inpainting, as_channels
 from cmmd.operators.noise import add_gaussian_noise, lodopab_mu_scale, low_dose
-from cmmd.operators.radon import ParallelBeamRadon, fourier_filter, limited_angle, ramp_filter
+from cmmd.operators.radon import ParallelBeamRadon, fourier_filter, limited_angle, measured_angle_numbers, ramp_filter
 
 __all__ = [
     "LinearOperator",
@@ -23,6 +23,7 @@ __all__ = [
     "upsample_bicubic",
     "ParallelBeamRadon",
     "limited_angle",
+    "measured_angle_numbers",
     "fourier_filter",
     "ramp_filter",
     "add_gaussian_noise",

@@ -193,20 +193,28 @@ def ramp_filter(sinogram: torch.Tensor, filter: str = "ramp") -> torch.Tensor:
     return torch.fft.ifft(spectrum, dim=-1).real[..., :n_det].to(sinogram.dtype)
 
 
-def limited_angle(image_size: int, n_angles: int = 1000, fraction: float = 0.8, *,
-                  n_detectors: int | None = None) -> ParallelBeamRadon:
-    """Radon operator on the middle ``round(fraction · n_angles)`` of n_angles equispaced angles in [0, π).
+def measured_angle_numbers(n_angles: int, fraction: float) -> range:
+    """Numbers i of the angles θ_i = i·π/n_angles that a limited-angle scan keeps: the middle
+    ``round(fraction · n_angles)`` (at least one), from first = ⌊(n_angles − kept)/2⌋ on.
 
-    The kept angles are θ_i = i·π/n_angles for i = first .. first + kept − 1, first = ⌊(n_angles − kept)/2⌋:
-    the missing range is one wedge of width (1 − fraction)·π centred on θ = 0 (≡ π). METHOD.md §5: 800 of
-    1,000 angles; the authors keep indices 100 .. 899 [code: dival ``AngleSubsetDataset(…, slice(100, 900))``].
-    ``angle_step`` stays π / n_angles, so :meth:`fbp` weights each remaining projection as in the
-    full-angle scan.
+    METHOD.md §5: 800 of 1,000 angles; the authors keep numbers 100 .. 899 [code: dival
+    ``AngleSubsetDataset(…, slice(100, 900))``]. The missing range is one wedge of width
+    (1 − fraction)·π centred on θ = 0 (≡ π).
     """
     check_positive_int("n_angles", n_angles)
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
         raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
     kept = max(1, round(fraction * n_angles))
     first = (n_angles - kept) // 2
-    angles = (first + torch.arange(kept, dtype=torch.float64)) * (math.pi / n_angles)
+    return range(first, first + kept)
+
+
+def limited_angle(image_size: int, n_angles: int = 1000, fraction: float = 0.8, *,
+                  n_detectors: int | None = None) -> ParallelBeamRadon:
+    """Radon operator on the middle ``round(fraction · n_angles)`` of n_angles equispaced angles in [0, π)
+    (:func:`measured_angle_numbers`). ``angle_step`` stays π / n_angles, so :meth:`fbp` weights each
+    remaining projection as in the full-angle scan.
+    """
+    numbers = measured_angle_numbers(n_angles, fraction)
+    angles = torch.arange(numbers.start, numbers.stop, dtype=torch.float64) * (math.pi / n_angles)
     return ParallelBeamRadon(image_size, angles, n_detectors=n_detectors, angle_step=math.pi / n_angles)
