@@ -419,10 +419,13 @@ def render_runs(records: Sequence[dict]) -> str:
     from cmmd.runtime import format_duration
 
     for r in records:
+        executed = r["executed_at"][:10]
+        if r.get("text_refreshed_at"):  # prose edited after the run (python -m cmmd.book NAME --refresh-text)
+            executed += f", text {r['text_refreshed_at'][:10]}"
         lines.append(
             f"| {_chapter_link(r['notebook'], _chapter_number(r['notebook']))} | `{r['profile']}` | "
             f"{_cell(r['hardware'])} | "
-            f"{format_duration(r['wall_time_s'])} | {r['executed_at'][:10]} | "
+            f"{format_duration(r['wall_time_s'])} | {executed} | "
             f"`{r['source']}` ({r['source_hash'][:8]}) |"
         )
     return head + "\n".join(lines) + "\n"

@@ -171,12 +171,14 @@ def disc(size: int) -> torch.Tensor:
     return ParallelBeamRadon(size, 1).circle_mask(torch.zeros(()))
 
 
-def lodopab_images(split: str, n: int, size: int) -> torch.Tensor:
-    """The first n LoDoPaB-CT ground-truth images of ``split``, (n, 1, size, size), resized if size ≠ 362."""
-    images = load_lodopab(split, n=n, download=True).images
+def lodopab_images(split: str, n: int, size: int) -> tuple[torch.Tensor, str]:
+    """The first n LoDoPaB-CT ground-truth images of ``split``, (n, 1, size, size), resized if size ≠ 362,
+    and the data set's note (source and credit)."""
+    dataset = load_lodopab(split, n=n, download=True)
+    images = dataset.images
     if images.shape[-1] != size:
         images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True).clamp(0, 1)
-    return images
+    return images, dataset.note
 
 
 DATASET = dataset or ("lodopab" if profile == "paper" else "ellipses")
@@ -184,8 +186,8 @@ if DATASET not in ("lodopab", "ellipses"):
     raise ValueError(f"dataset must be 'lodopab', 'ellipses' or '' (the profile decides), got {dataset!r}")
 size = get_config("ct-lowdose", profile).x_shape[1]
 if DATASET == "lodopab":
-    truth, eval_names = lodopab_images("test", 4, size), [f"LoDoPaB test {j}" for j in range(4)]
-    print(load_lodopab("test", n=4, download=True).note)
+    (truth, note), eval_names = lodopab_images("test", 4, size), [f"LoDoPaB test {j}" for j in range(4)]
+    print(note)
 else:
     truth, eval_names = evaluation_images(size)
 truth = (truth * disc(size)).to(dev)
@@ -212,7 +214,8 @@ def fbp(operator: ParallelBeamRadon, sinogram: torch.Tensor) -> torch.Tensor:
 def training_pairs(exp: CTConfig, operator: ParallelBeamRadon, stream: int) -> tuple[torch.Tensor, torch.Tensor]:
     """N training images (ellipse phantoms or LoDoPaB) and the FBP images of their observations."""
     if DATASET == "lodopab":
-        x = lodopab_images("train", exp.n_train, exp.x_shape[1]) * disc(exp.x_shape[1])
+        images, _ = lodopab_images("train", exp.n_train, exp.x_shape[1])
+        x = images * disc(exp.x_shape[1])
     else:
         x = random_ellipse_phantoms(exp.n_train, exp.x_shape[1], generator=rng(stream))
     return x, fbp(operator, observe(exp, operator, x, rng(stream + 1)))

@@ -237,7 +237,10 @@ def test_run_notebook_writes_skips_and_reports_failures(tmp_path):
     refreshed = json.loads((out / "01_toy.ipynb").read_text())
     assert "retitled" in json.dumps(refreshed["cells"]) and refreshed["metadata"]["cmmd"]["text_refreshed_at"]
     assert [c.get("outputs") for c in refreshed["cells"]] == [c.get("outputs") for c in executed["cells"]]
-    assert json.loads((out / "01_toy.json").read_text())["ledger"] == record["ledger"]
+    refreshed_record = json.loads((out / "01_toy.json").read_text())
+    assert refreshed_record["ledger"] == record["ledger"]
+    stamp = refreshed_record["text_refreshed_at"][:10]
+    assert f"{refreshed_record['executed_at'][:10]}, text {stamp}" in book.render_runs([refreshed_record])
     # Code edited: refused, nothing written.
     (src / "01_toy.py").write_text(source_text.replace("1 + seed", "2 + seed"))
     unchanged = (out / "01_toy.ipynb").read_text()

@@ -122,7 +122,8 @@ def test_every_experiment_builds_in_every_profile(name, profile):
         if cfg.levels[level].patches is not None:
             assert isinstance(gradient, PatchProjections) and gradient.x_shape == cfg.level_shape(level)
     if profile != "paper":
-        assert cfg.n_train <= get_config(name, "paper").n_train
+        paper = get_config(name, "paper")  # reduced: no more training pixels (the materials cpu tiles are smaller)
+        assert cfg.n_train * math.prod(cfg.x_shape) <= paper.n_train * math.prod(paper.x_shape)
         assert cfg.total_networks <= get_config(name, "paper").total_networks
 
 
@@ -221,3 +222,31 @@ def test_settings_table_puts_profiles_side_by_side():
     assert lines[1].split() == ["N", "4,000", "20,000"]
     assert lines[2].split() == ["m", "0.5", "—"]
     assert lines[3].split() == ["extra", "—", "yes"]
+
+
+def test_materials_tile_observations_periodic_or_cut_from_the_whole_slice():
+    """'periodic' observes each tile on its own grid (the authors); 'cropped' cuts A(slice) at the tile's place.
+    Reference: the blur-and-stride sum y_ij = Σ_kl g_k g_l x[4i + k − 6, 4j + l − 6] written out for one pixel."""
+    from cmmd.operators.blur import gaussian_kernel_1d
+
+    slices = torch.rand(2, 1, 96, 96, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    paper = get_config("materials-superres", "paper")
+    level = dataclasses.replace(paper.levels[0], size=32)
+    paper = dataclasses.replace(paper, x_shape=(1, 32, 32), y_shape=(1, 8, 8), levels=(level,))
+    tiles, periodic = paper.tile_pairs(slices)
+    assert tiles.shape == (18, 1, 32, 32) and torch.equal(periodic, paper.operator()(tiles))
+    _, cropped = dataclasses.replace(paper, tile_observations="cropped").tile_pairs(slices)
+    assert cropped.shape == periodic.shape
+    # Observed pixels whose 16×16 footprint lies inside the tile (rows 4i − 6 ≥ 0 and 4i + 9 ≤ 31) agree ...
+    inner = (..., slice(2, 6), slice(2, 6))
+    assert torch.allclose(cropped[inner], periodic[inner], rtol=0, atol=1e-12)
+    # ... the edge ones differ: the periodic tile wraps around, the cropped one sees the neighbouring tile.
+    assert (cropped[..., 0, :] - periodic[..., 0, :]).abs().max() > 1e-3
+    g = gaussian_kernel_1d(16, 2.0).to(torch.float64)
+    window = slices[1, 0, 32 + 4 * 0 - 6 : 32 + 4 * 0 + 10, 32 + 4 * 7 - 6 : 32 + 4 * 7 + 10]  # slice 1, tile (1, 1)
+    expected = (g[:, None] * g[None, :] * window).sum()
+    assert torch.allclose(cropped[9 + 3 + 1, 0, 0, 7], expected, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="tile_observations"):
+        dataclasses.replace(paper, tile_observations="wrapped")
+    with pytest.raises(ValueError, match="divisible by the factor"):
+        dataclasses.replace(paper, x_shape=(1, 30, 30), y_shape=(1, 7, 7), levels=(dataclasses.replace(level, size=30),))
