@@ -833,8 +833,8 @@ class MaterialsSuperResolution(SuperResolutionConfig):
         observed = "A of each tile (periodic)" if self.tile_observations == "periodic" else "cut from A of the slice"
         return super().forward_rows() | {"tile observations": observed}
 
-    def operator(self, size: int | None = None) -> BlurDownsample:
-        """The blur-and-stride operator on the periodic size×size grid (default: the tile, ``x_shape``)."""
+    def operator(self, size: int | tuple[int, int] | None = None) -> BlurDownsample:
+        """The blur-and-stride operator on the periodic grid of ``size`` (side or (H, W); default: the tile)."""
         return BlurDownsample(size or self.x_shape[1], kernel_size=self.kernel_size, sigma=self.blur_sigma,
                               stride=self.factor)
 
@@ -856,11 +856,7 @@ class MaterialsSuperResolution(SuperResolutionConfig):
         tiles = materials_tiles(slices, tile=tile, n_tiles=None)
         if self.tile_observations == "periodic":
             return tiles, self.operator()(tiles)
-        height, width = slices.shape[-2:]
-        if height % self.factor or width % self.factor:
-            raise ValueError(f"slices of {height}x{width} pixels cannot be observed with stride {self.factor}")
-        whole = BlurDownsample((height, width), kernel_size=self.kernel_size, sigma=self.blur_sigma,
-                               stride=self.factor)(slices)
+        whole = self.operator(tuple(slices.shape[-2:]))(slices)  # BlurDownsample refuses sides not divisible
         return tiles, materials_tiles(whole, tile=tile // self.factor, n_tiles=None)
 
     @classmethod

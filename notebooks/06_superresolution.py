@@ -182,8 +182,8 @@ test_image = load_materials("test", download=DOWNLOAD)
 print(train_images.note)
 all_tiles, all_observed = exp.tile_pairs(train_images.images)  # A per tile, or cut from A of the slice
 every = len(all_tiles) // exp.n_train  # paper: 1,080 // 1,000 = 1, the first 1,000 tiles
-tiles = all_tiles[::every][: exp.n_train].to(dev)
-y_train = all_observed[::every][: exp.n_train].to(dev)
+chosen = torch.arange(len(all_tiles))[::every][: exp.n_train]
+tiles, y_train = all_tiles[chosen].to(dev), all_observed[chosen].to(dev)
 y_train = y_train + exp.noise_std * torch.randn(y_train.shape, generator=rng(10), device=dev)
 truth = test_image.images.to(dev)  # (1, 1, 600, 600)
 test_operator = exp.operator(truth.shape[-1])
@@ -348,7 +348,7 @@ print("high-frequency energy (mean squared Laplacian): "
 # profile on a GPU is the test of the claim. This page shows that the pipeline (tiles → flow → fully
 # convolutional sampling of a 600×600 image) runs, and measures where its reduced version stands.
 #
-# **Run time.** This page took 12.5 minutes on two cores, the fit 8.7 of them (the previous profile, 60×60
+# **Run time.** This page took 12.5 minutes on two cores, the fit 8.5 of them (the previous profile, 60×60
 # tiles with N = 1,000 and 14 networks, took 32 minutes on the same machine).
 
 # %% [markdown]
@@ -361,7 +361,7 @@ print("high-frequency energy (mean squared Laplacian): "
 
 # %%
 tiles_per_slice = len(all_tiles) // len(train_images)
-used = set((torch.arange(len(all_tiles))[::every][: exp.n_train] // tiles_per_slice).tolist())
+used = set((chosen // tiles_per_slice).tolist())
 unused = [k for k in range(len(train_images)) if k not in used]
 check_scores = None
 if unused:
