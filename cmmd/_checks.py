@@ -6,17 +6,32 @@ fix it, so that bad input fails loudly before any work is done.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
+
+#: Dtypes too coarse for the flows: float16 has 11 significant bits, bfloat16 8, so MMD², its gradient
+#: and the sorted projections come out NaN or off by 10–30 %; compute in float32 or float64.
+LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def check_floating(name: str, t: torch.Tensor) -> None:
-    """Raise unless ``t`` is a non-empty tensor of a floating dtype with only finite entries."""
+    """Raise unless ``t`` is a non-empty tensor of float32/float64 (any shape) with only finite entries.
+
+    float16 and bfloat16 are refused (:data:`LOW_PRECISION`), with the conversion to apply.
+    """
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if not t.is_floating_point():
         raise ValueError(
             f"{name} must have a floating dtype (float32 or float64), got {t.dtype}; "
             f"convert it with {name}.float() or {name}.double()"
+        )
+    if t.dtype in LOW_PRECISION:
+        raise ValueError(
+            f"{name} has dtype {t.dtype}, too coarse for MMD flows (NaN or errors of 10-30 %); "
+            f"convert it with {name}.float() (or {name}.double()) first"
         )
     if t.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(t.shape)}); pass at least one sample")
@@ -55,3 +70,28 @@ def check_positive_int(name: str, value: int) -> None:
     """Raise unless ``value`` is an int >= 1."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def check_nonnegative_int(name: str, value: int) -> None:
+    """Raise unless ``value`` is an int >= 0 (bool refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+
+
+def check_number(
+    name: str, value: float, *, low: float | None = None, high: float | None = None,
+    low_open: bool = False, high_open: bool = False,
+) -> None:
+    """Raise unless ``value`` is a finite real number (bool refused) in the interval given by ``low``/``high``.
+
+    ``low_open``/``high_open`` exclude the bound itself, e.g. ``low=0, low_open=True`` asks for ``value > 0``.
+    The message names the argument, the value and the interval.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    below = low is not None and (value <= low if low_open else value < low)
+    above = high is not None and (value >= high if high_open else value > high)
+    if below or above:
+        left = "(-inf" if low is None else f"{'(' if low_open else '['}{low:g}"
+        right = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must lie in {left}, {right}, got {value!r}")

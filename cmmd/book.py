@@ -24,7 +24,6 @@ import ast
 import datetime as _dt
 import hashlib
 import json
-import math
 import os
 import re
 import sys
@@ -35,11 +34,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from cmmd.results import (  # noqa: F401  (re-exported: the book's API)
+    LEDGER_KEYS, _atomic_write_text, validate_ledger, validate_metrics, write_results,
+)
 from cmmd.runtime import PROFILES, check_profile, hardware_summary, resolve_device, versions
 
 #: The public repository: the Colab install cell, the book's repository button and Colab links
 #: all use this URL (``_config.yml`` repeats it; ``tests/test_book.py`` checks that they agree).
 REPO_URL = "https://github.com/cmmd-companion/cmmd"
+#: The extra of pyproject.toml that the Colab install cell asks for: what the chapters import beyond
+#: Colab's preinstalled packages (tests/test_colab.py checks it covers every import of every chapter).
+COLAB_EXTRA = "colab"
 #: The branch the online book and its Colab links are built from.
 REPO_BRANCH = "main"
 
@@ -49,8 +54,6 @@ DEFAULT_PROFILE = "cpu"
 PARAMETER_NAMES = ("profile", "device", "seed", "results_path")
 KERNEL_NAME = "python3"
 
-LEDGER_KEYS = ("experiment", "metric", "ours", "paper", "baseline", "higher_is_better", "profile")
-_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
 def _default_root() -> Path:
@@ -76,13 +79,18 @@ def colab_cell_source() -> str:
     that branch) and the library it imports come from the same commit history.
     """
     return (
-        "# Colab only: install cmmd (hidden in the book; does nothing elsewhere)\n"
+        "# Colab only: install cmmd with what the chapters import (hidden in the book; does nothing elsewhere).\n"
+        "# Long runs on Colab: keep the checkpoints on Google Drive, so that a disconnect loses nothing:\n"
+        "#     from google.colab import drive\n"
+        '#     drive.mount("/content/drive")\n'
+        '# then set checkpoint_dir = "/content/drive/MyDrive/cmmd-checkpoints" in the parameters cell below and,\n'
+        "# after a disconnect, run all cells again: every fit continues from its last finished network.\n"
         "import importlib\n"
         "import subprocess\n"
         "import sys\n"
         "\n"
         'if "google.colab" in sys.modules:\n'
-        f'    PACKAGE = "git+{REPO_URL}@{REPO_BRANCH}"\n'
+        f'    PACKAGE = "cmmd[{COLAB_EXTRA}] @ git+{REPO_URL}@{REPO_BRANCH}"\n'
         '    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)\n'
         "    importlib.invalidate_caches()"
     )
@@ -177,150 +185,7 @@ def parameterize(nb, parameters: dict[str, Any]):
     return parameterize_notebook(nb, parameters, kernel_name=KERNEL_NAME, language="python")
 
 
-# --------------------------------------------------------------------------- results and the ledger
-
-
-def _number(value: Any, where: str, *, allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
-        value = value.item()  # 0-d tensor or numpy scalar
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        kind = "a number or None" if allow_none else "a number"
-        raise ValueError(f"{where} must be {kind}, got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{where} is {value}; JSON holds only finite numbers: store a finite value")
-    return value
-
-
-def validate_ledger(rows: Sequence[dict], *, profile: str | None = None) -> list[dict]:
-    """Check ledger rows and return them as plain JSON-ready dicts.
-
-    Each row is ``{"experiment": str, "metric": str, "ours": float, "paper": float | None,
-    "baseline": {"name": str, "value": float} | None, "higher_is_better": bool, "profile": str}``;
-    ``experiment`` and ``metric`` are lowercase ids with hyphens (``mnist-inpainting``,
-    ``psnr-mean``); ``profile`` is one of :data:`cmmd.runtime.PROFILES` (and equals ``profile``
-    when given). A pair (experiment, metric) appears once.
-
-    Raises:
-        ValueError: naming the row and the field that is wrong.
-    """
-    if isinstance(rows, dict) or not isinstance(rows, (list, tuple)):
-        raise ValueError(f"ledger must be a list of dicts, got {type(rows).__name__}")
-    out, seen = [], set()
-    for i, row in enumerate(rows):
-        where = f"ledger[{i}]"
-        if not isinstance(row, dict):
-            raise ValueError(f"{where} must be a dict, got {type(row).__name__}")
-        missing = [k for k in LEDGER_KEYS if k not in row]
-        extra = sorted(set(row) - set(LEDGER_KEYS))
-        if missing or extra:
-            raise ValueError(
-                f"{where} has missing keys {missing} and unknown keys {extra}; "
-                f"a row has exactly {list(LEDGER_KEYS)}"
-            )
-        for key in ("experiment", "metric"):
-            if not isinstance(row[key], str) or not _ID.match(row[key]):
-                raise ValueError(
-                    f"{where}[{key!r}] = {row[key]!r} is not an id: use lowercase letters, digits "
-                    "and single hyphens, e.g. 'mnist-inpainting' or 'psnr-mean'"
-                )
-        where = f"{where} ({row['experiment']}/{row['metric']})"
-        if (row["experiment"], row["metric"]) in seen:
-            raise ValueError(f"{where} appears twice")
-        seen.add((row["experiment"], row["metric"]))
-        baseline = row["baseline"]
-        if baseline is not None:
-            if not isinstance(baseline, dict) or set(baseline) != {"name", "value"}:
-                raise ValueError(f"{where}['baseline'] must be None or {{'name': str, 'value': float}}")
-            if not isinstance(baseline["name"], str) or not baseline["name"].strip():
-                raise ValueError(f"{where}['baseline']['name'] must be a non-empty string")
-            baseline = {
-                "name": baseline["name"],
-                "value": _number(baseline["value"], f"{where}['baseline']['value']"),
-            }
-        if not isinstance(row["higher_is_better"], bool):
-            raise ValueError(f"{where}['higher_is_better'] must be True or False")
-        if row["profile"] not in PROFILES:
-            raise ValueError(f"{where}['profile'] = {row['profile']!r} is not one of {list(PROFILES)}")
-        if profile is not None and row["profile"] != profile:
-            raise ValueError(
-                f"{where}['profile'] = {row['profile']!r} but the notebook ran with profile "
-                f"{profile!r}: pass the notebook's `profile` variable"
-            )
-        out.append(
-            {
-                "experiment": row["experiment"],
-                "metric": row["metric"],
-                "ours": _number(row["ours"], f"{where}['ours']"),
-                "paper": _number(row["paper"], f"{where}['paper']", allow_none=True),
-                "baseline": baseline,
-                "higher_is_better": row["higher_is_better"],
-                "profile": row["profile"],
-            }
-        )
-    return out
-
-
-def _jsonable(value: Any, where: str) -> Any:
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, dict):
-        for key in value:
-            if not isinstance(key, str):
-                raise ValueError(f"{where} has a non-string key {key!r}")
-        return {k: _jsonable(v, f"{where}[{k!r}]") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if hasattr(value, "tolist") and getattr(value, "ndim", 1) > 0:
-        return _jsonable(value.tolist(), where)  # small tensors / arrays
-    return _number(value, where)
-
-
-def validate_metrics(metrics: dict) -> dict:
-    """Return ``metrics`` as JSON-ready data (str keys; numbers finite; tensors to lists)."""
-    if not isinstance(metrics, dict):
-        raise ValueError(f"metrics must be a dict, got {type(metrics).__name__}")
-    return _jsonable(metrics, "metrics")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_results(results_path: str | os.PathLike, *, ledger: list[dict], metrics: dict) -> None:
-    """Store a chapter's headline figures for ``python -m cmmd.book`` (call it once, at the end).
-
-    Args:
-        results_path: the notebook's ``results_path`` parameter. Empty (a standalone run, e.g. in
-            Colab): the rows are still checked, nothing is written, and a warning says so.
-        ledger: rows of the reproduction ledger, see :func:`validate_ledger`.
-        metrics: further numbers of the chapter (str keys; numbers, lists, nested dicts).
-    """
-    rows = validate_ledger(ledger)
-    data = {"ledger": rows, "metrics": validate_metrics(metrics)}
-    if not str(results_path):
-        warnings.warn(
-            "results_path is empty: the results were checked but not written "
-            "(python -m cmmd.book sets it when it builds the book)",
-            stacklevel=2,
-        )
-        return
-    _atomic_write_text(Path(results_path), json.dumps(data, indent=2) + "\n")
+# --------------------------------------------------------------------------- the ledger pages
 
 
 def ledger_status(row: dict) -> str:
@@ -364,10 +229,19 @@ def _cell(text: str) -> str:
 
 
 def read_records(generated_dir: str | os.PathLike = GENERATED_DIR) -> list[dict]:
-    """The JSON run records in ``generated_dir``, sorted by notebook name."""
+    """The JSON run records in ``generated_dir``, sorted by notebook name.
+
+    A file that is not valid JSON is left out with a warning that names it and says what to do, so that
+    one stray file does not stop every runner command.
+    """
     records = []
     for path in sorted(Path(generated_dir).glob("*.json")):
-        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            warnings.warn(f"{path} is not readable JSON ({error}); it is left out of the ledger and runs pages. "
+                          f"Delete it, or rerun its notebook: python -m cmmd.book --force NAME", stacklevel=2)
+            continue
         if isinstance(data, dict) and "ledger" in data and "notebook" in data:
             records.append(data)
     return records
@@ -422,19 +296,53 @@ def render_runs(records: Sequence[dict]) -> str:
         executed = r["executed_at"][:10]
         if r.get("text_refreshed_at"):  # prose edited after the run (python -m cmmd.book NAME --refresh-text)
             executed += f", text {r['text_refreshed_at'][:10]}"
+        # The chapter's footer figure (from its first computation) where known, so that the table
+        # and the footer agree; papermill's wall time also counts the kernel start and the imports.
+        run_time = r.get("footer_run_time") or format_duration(r["wall_time_s"])
         lines.append(
             f"| {_chapter_link(r['notebook'], _chapter_number(r['notebook']))} | `{r['profile']}` | "
             f"{_cell(r['hardware'])} | "
-            f"{format_duration(r['wall_time_s'])} | {executed} | "
+            f"{_cell(run_time)} | {executed} | "
             f"`{r['source']}` ({r['source_hash'][:8]}) |"
         )
     return head + "\n".join(lines) + "\n"
 
 
+_FOOTER_TOTAL = re.compile(r"^Run time\n\s*Total: (.+)$", re.MULTILINE)
+
+
+def footer_run_time(notebook: str | os.PathLike) -> str | None:
+    """The run time that the footer of an executed notebook shows (``"32.4 s"``), or None.
+
+    The footer is :func:`cmmd.runtime.footer`'s display output; its plain-text form reads
+    ``Run time`` / ``  Total: 32.4 s`` / ``  Hardware: ...``.
+    """
+    try:
+        with open(notebook, encoding="utf-8") as f:
+            cells = json.load(f).get("cells", [])
+    except (OSError, ValueError):
+        return None
+    found = None
+    for cell in cells:
+        for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            text = output.get("data", {}).get("text/plain", "")
+            match = _FOOTER_TOTAL.match("".join(text) if isinstance(text, list) else text)
+            if match:
+                found = match.group(1).strip()
+    return found
+
+
 def write_ledger_pages(generated_dir: str | os.PathLike = GENERATED_DIR) -> None:
-    """(Re)write ``ledger.md`` and ``runs.md`` from the JSON records in ``generated_dir``."""
+    """(Re)write ``ledger.md`` and ``runs.md`` from the JSON records in ``generated_dir``.
+
+    The runs table shows each chapter's run time as its footer does (:func:`footer_run_time`).
+    """
     generated_dir = Path(generated_dir)
     records = read_records(generated_dir)
+    for record in records:
+        shown = footer_run_time(generated_dir / f"{record['notebook']}.ipynb")
+        if shown:
+            record["footer_run_time"] = shown
     _atomic_write_text(generated_dir / "ledger.md", render_ledger(records))
     _atomic_write_text(generated_dir / "runs.md", render_runs(records))
 
@@ -546,6 +454,25 @@ def _tidy_executed(nb, params: dict[str, Any], source: Path, output: Path) -> No
     pm["output_path"] = _relative(output)
 
 
+def _source_cell(nb, executed_index: int) -> int:
+    """The index in the source notebook ``nb`` of cell ``executed_index`` of its papermill run, which holds
+    one more cell (``injected-parameters``, right after the ``parameters`` cell)."""
+    tags = [cell.metadata.get("tags", []) for cell in nb.cells]
+    params = next((i for i, t in enumerate(tags) if "parameters" in t), None)
+    return executed_index - 1 if params is not None and executed_index > params else executed_index
+
+
+def _source_line(src: Path, cell_source: str) -> str:
+    """``", line N"``: where the first line of a failing cell's code stands in ``src``, or ``""`` if not found."""
+    first = next((line for line in cell_source.splitlines() if line.strip()), None)
+    try:
+        lines = src.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return ""
+    number = next((k for k, line in enumerate(lines, 1) if first is not None and line == first), None)
+    return f", line {number}" if number is not None else ""
+
+
 def run_notebook(
     name: str,
     *,
@@ -611,7 +538,8 @@ def run_notebook(
         except PapermillExecutionError as err:
             source = "\n".join("    " + line for line in err.source.splitlines()[:15])
             raise NotebookError(
-                f"{name}: cell {err.cell_index} (0-based, execution count {err.exec_count}) failed:\n"
+                f"{name}: cell {_source_cell(nb, err.cell_index)} of {_relative(src)} (0-based, markdown cells "
+                f"counted{_source_line(src, err.source)}) failed:\n"
                 f"{source}\n{err.ename}: {err.evalue}\n"
                 f"Partial notebook with the outputs so far: {partial}"
             ) from None

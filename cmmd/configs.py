@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 import torch
 from torch import nn
 
+from cmmd._checks import check_nonnegative_int, check_number, check_positive_int
 from cmmd.data.materials import materials_tiles
 from cmmd.flow import GradientFn
 from cmmd.model import ConditionalMMDFlow, FlowConfig
@@ -165,6 +166,43 @@ class ExperimentConfig:
             )
         if self.n_networks is None and any(level.total_steps is None for level in self.levels):
             raise ValueError("without n_networks every level needs total_steps")
+        self._check_fields()
+
+    def _check_fields(self) -> None:
+        """Validate every field at construction (also after :meth:`with_changes`); messages name the field."""
+        name = type(self).__name__
+        shapes = (("x_shape", self.x_shape, 3), ("y_shape", self.y_shape, None))
+        for field_name, shape, length in shapes:
+            if not isinstance(shape, tuple) or not shape or (length and len(shape) != length) or not all(
+                    isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape):
+                raise ValueError(f"{name}.{field_name} must be a tuple of {length or 'one or more'} positive ints, "
+                                 f"got {shape!r}")
+        for field_name in ("n_train", "max_steps", "train_steps", "batch_size", "sample_batch"):
+            check_positive_int(f"{name}.{field_name}", getattr(self, field_name))
+        if self.n_networks is not None:
+            check_positive_int(f"{name}.n_networks (or None for pyramids)", self.n_networks)
+        check_nonnegative_int(f"{name}.max_increment", self.max_increment)
+        check_number(f"{name}.lr", self.lr, low=0, low_open=True)
+        if self.grad_clip is not None:
+            check_number(f"{name}.grad_clip (or None)", self.grad_clip, low=0, low_open=True)
+        check_number(f"{name}.momentum_increment", self.momentum_increment, low=0)
+        check_number(f"{name}.momentum_max", self.momentum_max, low=0, high=1, high_open=True)
+        check_number(f"{name}.upsample_noise", self.upsample_noise, low=0)
+        for k, level in enumerate(self.levels):
+            where = f"{name}.levels[{k}]"
+            check_positive_int(f"{where}.size", level.size)
+            check_number(f"{where}.step_size", level.step_size, low=0, low_open=True)
+            check_nonnegative_int(f"{where}.first_exponent", level.first_exponent)
+            if level.total_steps is not None:
+                check_positive_int(f"{where}.total_steps (or None)", level.total_steps)
+            if k and (level.size <= self.levels[k - 1].size or level.size % self.levels[k - 1].size):
+                raise ValueError(f"{where}.size = {level.size} must be a larger multiple of the size "
+                                 f"{self.levels[k - 1].size} of the level below")
+            try:  # what the level builds checks the rest: momentum, projections, patch windows
+                self.flow_config(k)
+                self.gradient(k)
+            except ValueError as error:
+                raise ValueError(f"{where}: {error}") from None
 
     # ------------------------------------------------------------------ profiles
     @classmethod
@@ -299,13 +337,18 @@ class ExperimentConfig:
             flow_changes: fields of :class:`~cmmd.model.FlowConfig` to replace in every level,
                 e.g. ``lr_schedule="cosine"``.
         """
+        known = {f.name for f in fields(FlowConfig)}
+        if set(flow_changes) - known:
+            raise ValueError(f"build_flow: {sorted(set(flow_changes) - known)} are not FlowConfig fields; "
+                             f"valid ones: {', '.join(sorted(known))}")
+        configs = [replace(self.flow_config(k), **flow_changes) for k in range(len(self.levels))]  # validated
         flows = []
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             for k in range(len(self.levels)):
                 flows.append(ConditionalMMDFlow(
                     self.level_shape(k), self.y_shape, net=self.network(k).to(device),
-                    config=replace(self.flow_config(k), **flow_changes), gradient=self.gradient(k)))
+                    config=configs[k], gradient=self.gradient(k)))
         return flows[0] if len(flows) == 1 else PyramidFlow(flows, upsample_noise=self.upsample_noise)
 
     # ------------------------------------------------------------------ what a chapter shows
@@ -1028,19 +1071,37 @@ def get_config(experiment: str, profile: str) -> ExperimentConfig:
 
 
 def settings_table(summaries: dict[str, dict[str, dict[str, object]]]) -> str:
-    """Side-by-side text of :meth:`ExperimentConfig.summary` rows: ``summaries[experiment][profile]`` → one block
-    per experiment, one column per profile (a row missing from a profile shows —)."""
-    lines = []
+    """Markdown tables of :meth:`ExperimentConfig.summary` rows side by side: ``summaries[experiment][profile]`` →
+    one table per experiment, one column per profile (a row missing from a profile shows —).
+
+    A chapter shows it with ``IPython.display.Markdown``; the book renders the tables, which wrap to the
+    page's width (a text block of the same rows ran off the screen of a phone).
+    """
+    blocks = []
     for name, by_profile in summaries.items():
         columns = list(by_profile.values())
         labels = list(dict.fromkeys(label for column in columns for label in column))
-        headers = [f"profile {p}" for p in by_profile]
-        width = 2 + max(len(text) for text in headers + [_cell(v) for column in columns for v in column.values()])
-        lines.append(f"{name:27s}" + "".join(f"{header:>{width}s}" for header in headers))
-        lines += [f"  {label:25s}" + "".join(f"{_cell(c.get(label, '—')):>{width}s}" for c in columns)
+        lines = [f"**{name}**", "", "| setting | " + " | ".join(f"profile `{p}`" for p in by_profile) + " |",
+                 "|---" * (len(columns) + 1) + "|"]
+        lines += ["| " + " | ".join([_markdown(label)] + [_markdown(_cell(c.get(label, "—"))) for c in columns]) + " |"
                   for label in labels]
-        lines.append("")
-    return "\n".join(lines)
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+def memory_table(estimates: dict[str, float], *, gpu_gb: float = 16.0) -> str:
+    """A Markdown table of training-memory estimates in GiB (experiment → :func:`estimate_gpu_memory_gb` of its
+    ``paper`` settings) and whether each fits a GPU of ``gpu_gb`` GB with 1 GB to spare (Colab's 16 GB T4
+    shows 15 to torch)."""
+    lines = [f"| experiment (`paper` settings) | training memory, estimated (GiB) | fits a {gpu_gb:g} GB GPU |",
+             "|---|---:|---|"]
+    lines += [f"| {name} | {gb:.2f} | {'yes' if gb < gpu_gb - 1 else 'no'} |" for name, gb in estimates.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown(text: str) -> str:
+    """A table cell's text with Markdown's table and emphasis characters escaped."""
+    return "".join("\\" + ch if ch in "|*_`<" else ch for ch in str(text))
 
 
 def _cell(value: object) -> str:

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +25,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from cmmd._checks import check_floating, check_positive_int
+from cmmd._checks import check_floating, check_nonnegative_int, check_number, check_positive_int
+from cmmd.checkpoint import (FORMAT_VERSION, CheckpointError, atomic_save, check_flow_state, check_writable_dir,
+                             data_fingerprint, differences, read_state, require_kind, state_dtype)
 from cmmd.flow import GradientFn, conditional_mmd_flow, gradient_estimator, recorded_mmd2
 from cmmd.nets import MLP, prod
 
 CHECKPOINT_NAME = "checkpoint.pt"
-FORMAT_VERSION = 1
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,11 @@ class FlowConfig:
         fourier_features, fourier_scale: random Fourier input features of the default MLP
             (:class:`cmmd.nets.MLP`); 0 features (default) is a plain MLP.
         sample_batch: default number of samples pushed through the networks at once.
+
+    Every field is checked at construction (also by ``dataclasses.replace``): counts are integers >= 1
+    (``max_increment`` and ``fourier_features`` >= 0), ``step_size``, ``lr``, ``grad_clip`` and
+    ``fourier_scale`` finite and > 0, every momentum m_l in [0, 1); a bad value raises ``ValueError``
+    naming the field.
     """
 
     n_networks: int = 12
@@ -85,6 +91,29 @@ class FlowConfig:
     fourier_features: int = 64
     fourier_scale: float = 1.5
     sample_batch: int = 4096
+
+    def __post_init__(self) -> None:
+        for name in ("n_networks", "first_steps", "max_steps", "train_steps", "batch_size", "hidden", "depth",
+                     "sample_batch"):
+            check_positive_int(f"FlowConfig.{name}", getattr(self, name))
+        check_nonnegative_int("FlowConfig.max_increment", self.max_increment)
+        check_nonnegative_int("FlowConfig.fourier_features", self.fourier_features)
+        if self.n_projections is not None:
+            check_positive_int("FlowConfig.n_projections (or None for the exact gradient)", self.n_projections)
+        for name in ("step_size", "lr", "fourier_scale"):
+            check_number(f"FlowConfig.{name}", getattr(self, name), low=0, low_open=True)
+        if self.grad_clip is not None:
+            check_number("FlowConfig.grad_clip (or None for no clipping)", self.grad_clip, low=0, low_open=True)
+        check_number("FlowConfig.momentum", self.momentum, low=0, high=1, high_open=True)
+        check_number("FlowConfig.momentum_increment", self.momentum_increment, low=0)
+        check_number("FlowConfig.momentum_max", self.momentum_max, low=0, high=1)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"FlowConfig.lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        if max(self.momenta()) >= 1:
+            raise ValueError(
+                f"FlowConfig: momentum {self.momentum} + increment {self.momentum_increment} per network reaches "
+                f"{max(self.momenta())} >= 1 (the flow diverges); lower momentum_max below 1 or the increment"
+            )
 
     def flow_steps(self) -> list[int]:
         """T_1..T_L of the schedule."""
@@ -213,13 +242,19 @@ class ConditionalMMDFlow:
         Returns:
             self, with ``networks`` (L modules), ``history`` and ``particles`` (N, *x_shape), the training
             particles after the last network.
+
+        Raises ``ValueError`` before any work for bad arguments or a ``checkpoint_dir`` that cannot hold files;
+        resuming refuses (naming the file) a corrupt checkpoint, another configuration, or other pairs
+        (:func:`cmmd.checkpoint.data_fingerprint`).
         """
         self._check_training_data(x, y)
         n = x.shape[0]
         cfg = self.config
-        ckpt = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+        ckpt = None
+        if checkpoint_dir is not None:
+            ckpt = check_writable_dir("checkpoint_dir", checkpoint_dir) / CHECKPOINT_NAME
         x_flat, y_flat = x.reshape(n, -1), y.reshape(n, -1)
-        fingerprint = _fingerprint(x_flat, y_flat)
+        fingerprint = data_fingerprint(x_flat, y_flat) if ckpt is not None else ""
         if resume:
             state = self._resume_state(ckpt, fingerprint, generator, x)
         else:
@@ -339,8 +374,14 @@ class ConditionalMMDFlow:
 
         Returns:
             x_L, the shape of z. Rows are independent, so the result does not depend on ``batch_size``.
+
+        ``batch_size`` must be an integer >= 1, z a finite float32/float64 tensor with as many rows as y.
         """
         batch = batch_size if batch_size is not None else self.config.sample_batch
+        check_positive_int("batch_size", batch)
+        check_floating("z", z)
+        if not isinstance(y, torch.Tensor) or y.shape[:1] != z.shape[:1]:
+            raise ValueError(f"y must be a tensor with one row per row of z ({z.shape[0]}), got {y!r:.80}")
         for net in self.networks:
             z = self._apply(net, z, y, batch)
         return z
@@ -353,6 +394,7 @@ class ConditionalMMDFlow:
     def _meta(self) -> dict[str, Any]:
         return {
             "format": FORMAT_VERSION,
+            "kind": "flow",
             "x_shape": list(self.x_shape),
             "y_shape": list(self.y_shape),
             "config": asdict(self.config),
@@ -368,30 +410,40 @@ class ConditionalMMDFlow:
         }
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the trained flow to ``path`` atomically (a temporary file, then a rename)."""
+        """Write the trained flow to ``path`` atomically, with a checksum (:func:`cmmd.checkpoint.atomic_save`)."""
         if not self.networks:
             raise RuntimeError("nothing to save: call fit(x, y) first")
-        _atomic_save(self.state_dict(), Path(path))
+        atomic_save(self.state_dict(), Path(path))
 
     @classmethod
     def load(
         cls, path: str | os.PathLike, *, net: nn.Module | None = None, map_location: str | torch.device = "cpu"
     ) -> "ConditionalMMDFlow":
-        """Read a flow written by :meth:`save`. Pass ``net`` (an untrained network of the same architecture)
-        when the flow was trained with a custom network."""
-        return cls.from_state_dict(_read(Path(path), map_location), net=net, map_location=map_location)
+        """Read a flow written by :meth:`save` (or a training checkpoint). Pass ``net`` (an untrained network of
+        the same architecture) when the flow was trained with a custom network.
+
+        The file is read without unpickling any object (``weights_only=True``) and its checksum is checked;
+        :class:`cmmd.checkpoint.CheckpointError` names the file when it is corrupt or of another kind.
+        """
+        state = read_state(path, map_location, what="a saved ConditionalMMDFlow")
+        require_kind(state, path, ("flow", "checkpoint"))
+        try:
+            return cls.from_state_dict(state, net=net, map_location=map_location)
+        except ValueError as error:
+            raise CheckpointError(f"{path}: {error}") from error
 
     @classmethod
     def from_state_dict(
         cls, state: dict[str, Any], *, net: nn.Module | None = None, map_location: str | torch.device = "cpu"
     ) -> "ConditionalMMDFlow":
         """The flow held by ``state`` (as :meth:`state_dict` returns it); ``net`` as in :meth:`load`."""
+        check_flow_state(state, {f.name for f in fields(FlowConfig)})
         model = cls(tuple(state["x_shape"]), tuple(state["y_shape"]), net=net, config=FlowConfig(**state["config"]))
         model._load_networks(state, map_location)
         return model
 
     def _load_networks(self, state: dict[str, Any], map_location) -> None:
-        like = torch.empty(0, dtype=_state_dtype(state), device=map_location)
+        like = torch.empty(0, dtype=state_dtype(state), device=map_location)
         template = self._first_network(torch.Generator().manual_seed(0), like)
         if state["network_class"] != type(template).__name__:
             raise ValueError(
@@ -399,37 +451,45 @@ class ConditionalMMDFlow:
                 f"{type(template).__name__}; pass net= of the architecture it was trained with"
             )
         self.networks = []
-        for weights in state["networks"]:
+        for index, weights in enumerate(state["networks"]):
             net = copy.deepcopy(template)
-            net.load_state_dict(weights)
+            try:
+                net.load_state_dict(weights)
+            except RuntimeError as error:
+                raise ValueError(f"network {index} does not fit the template's architecture ({error}); "
+                                 f"pass net= of the architecture the flow was trained with") from None
             net.eval()
             self.networks.append(net)
         self.history = FitHistory(**state["history"])
 
-    def _write_checkpoint(self, path: Path, fingerprint, particles, generator) -> None:
+    def _write_checkpoint(self, path: Path, fingerprint: str, particles, generator) -> None:
         state = self.state_dict()
+        state["kind"] = "checkpoint"
         state["training"] = {
             "fingerprint": fingerprint,
             "particles": particles,
             "generator": generator.get_state() if generator is not None else None,
         }
-        _atomic_save(state, path)
+        atomic_save(state, path)
 
     def _resume_state(self, ckpt: Path | None, fingerprint, generator, like: torch.Tensor) -> dict[str, Any]:
         if ckpt is None:
             raise ValueError("resume=True needs checkpoint_dir, the folder of the checkpoint to continue")
         if not ckpt.exists():
             raise FileNotFoundError(f"no checkpoint at {ckpt} to resume; run fit without resume=True first")
-        state = _read(ckpt, like.device)
-        mismatch = _differences(self._meta() | {"network_class": state["network_class"]}, state)
-        if state["training"]["fingerprint"] != fingerprint:
-            mismatch.append("training data (x, y) differ from those the checkpoint was trained on")
+        state = read_state(ckpt, like.device, what="a training checkpoint")
+        require_kind(state, ckpt, ("checkpoint",))
+        check_flow_state(state, {f.name for f in fields(FlowConfig)}, where=str(ckpt))
+        mismatch = differences(self._meta() | {"network_class": state["network_class"]}, state)
+        if state["training"].get("fingerprint") != fingerprint:
+            mismatch.append("training data (x, y) differ from those the checkpoint was trained on "
+                            "(other values, pairs or order)")
         if mismatch:
             raise ValueError(f"{ckpt} was written by another configuration: " + "; ".join(mismatch))
         self._load_networks(state, like.device)
         training = state["training"]
         if generator is not None and training["generator"] is not None:
-            generator.set_state(training["generator"])
+            generator.set_state(training["generator"].cpu())  # a ByteTensor on the CPU whatever map_location
         return {"particles": training["particles"]}
 
 
@@ -446,47 +506,3 @@ def _shape(name: str, shape) -> tuple[int, ...]:
     if not shape or not all(isinstance(s, int) and s >= 1 for s in shape):
         raise ValueError(f"{name} must be a non-empty tuple of positive ints such as (2,) or (1, 28, 28)")
     return shape
-
-
-def _fingerprint(x_flat: torch.Tensor, y_flat: torch.Tensor) -> list[float]:
-    """Cheap summary of the training data (sizes and moments) to refuse resuming on other data."""
-    xd, yd = x_flat.double(), y_flat.double()
-    return [float(x_flat.shape[0]), float(xd.sum()), float(xd.square().sum()), float(yd.sum()), float(yd.square().sum())]
-
-
-def _differences(expected: dict[str, Any], found: dict[str, Any]) -> list[str]:
-    keys = ("format", "x_shape", "y_shape", "config", "network_class")
-    out = []
-    for key in keys:
-        if expected.get(key) != found.get(key):
-            out.append(f"{key}: checkpoint has {found.get(key)!r}, this flow has {expected.get(key)!r}")
-    return out
-
-
-def _state_dtype(state: dict[str, Any]) -> torch.dtype:
-    for weights in state["networks"]:
-        for tensor in weights.values():
-            if tensor.is_floating_point():
-                return tensor.dtype
-    return torch.float32
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _read(path: Path, map_location) -> dict[str, Any]:
-    if not path.exists():
-        raise FileNotFoundError(f"no saved flow at {path}")
-    state = torch.load(path, map_location=map_location, weights_only=False)
-    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path} is not a cmmd flow of format {FORMAT_VERSION}")
-    return state

@@ -49,7 +49,9 @@ their step sizes exactly.
 small pattern, so one scale costs O((N+M)·C·w²) to cut and pool the windows, O(P·(N+M)·k) for the
 products and one batched sort of P rows of N+M values; the back-projection is O(N·P·k) plus the
 upsampling of the (N, C, p, p) result. The P directions are drawn at once and processed in blocks of at
-most ``max_block`` sorted entries (memory bound), so the result does not depend on ``max_block``.
+most ``max_block`` sorted entries (memory bound), so the result does not depend on ``max_block``; only a P
+whose P·k direction entries exceed max(``max_block``, :data:`cmmd.sliced.DIRECTIONS_AT_ONCE`) draws them
+block by block instead, so that memory stays bounded (:func:`cmmd.sliced.block_rows`).
 The sort dominates; on the CPU :func:`cmmd.sliced.mmd2_grad_1d_joint` sorts packed int64 keys with NumPy's SIMD sort,
 4–6× faster than ``torch.sort`` (one MNIST step of the paper setting, 5 scales, P = 500: ≈ 0.2 s at
 N = 2,000 and 2–4 s at N = 20,000 on one core of the 2-core build machine, against ≈ 0.85 s and
@@ -71,7 +73,7 @@ import torch.nn.functional as F
 
 from cmmd._checks import check_floating, check_pair, check_positive_int
 from cmmd.flow import GradientFn, gradient_estimator
-from cmmd.sliced import DEFAULT_BLOCK, mmd2_grad_1d_joint, sliced_factor
+from cmmd.sliced import DEFAULT_BLOCK, block_rows, mmd2_grad_1d_joint, sliced_factor
 
 Y_MODES = ("vector", "window")
 SLICINGS = ("local", "joint")
@@ -194,15 +196,18 @@ class PatchProjections:
             y = _block_sums(take_window(y_img, top, left, scale.window), scale.factor)
         return torch.cat([pooled.flatten(1), y.reshape(joint.shape[0], -1)], 1)
 
-    def directions(self, scale: PatchScale, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
-        """The P directions of one scale in the pooled basis, (P, k), divided by the full directions' norms.
+    def directions(
+        self, scale: PatchScale, generator: torch.Generator | None, like: torch.Tensor, count: int | None = None
+    ) -> torch.Tensor:
+        """The P directions of one scale in the pooled basis, (P, k), divided by the full directions' norms
+        (``count`` rows instead of P when given: one block of a huge P).
 
         Row p is (a_p, b_p) / ‖(up_f(a_p), b_p)‖ with ‖up_f(a)‖ = f·‖a‖ (b is upsampled too in window
         mode), so that ⟨row_p, window_features(z)⟩ = ⟨ξ_p, (window of z, y part)⟩ exactly.
         """
         kx = self.x_shape[0] * self.patch_size**2
-        raw = torch.randn(self.n_projections, self.local_dim, generator=generator, dtype=like.dtype,
-                          device=like.device)
+        raw = torch.randn(self.n_projections if count is None else count, self.local_dim, generator=generator,
+                          dtype=like.dtype, device=like.device)
         y_factor = scale.factor if self.y_mode == "window" else 1
         norm = torch.sqrt(scale.factor**2 * raw[:, :kx].square().sum(1) + y_factor**2 * raw[:, kx:].square().sum(1))
         return raw / norm[:, None]
@@ -219,17 +224,18 @@ class PatchProjections:
         generator: torch.Generator | None,
     ) -> torch.Tensor:
         """Σ_p ∂F₁ · a_p/‖ξ_p‖ of one scale: the window gradient in the pooled basis, (N, C, p, p), unscaled."""
-        xi = self.directions(scale, generator, particles)
         n_particles = particles.shape[0]
         features = torch.cat([
             self.window_features(particles, x_img, scale, top, left),
             self.window_features(targets, t_img, scale, top, left),
         ])
+        rows, at_once = block_rows(self.n_projections, self.local_dim, features.shape[0], self.max_block)
+        xi = self.directions(scale, generator, particles) if at_once else None
         kx = self.x_shape[0] * self.patch_size**2
         acc = particles.new_zeros(n_particles, kx)
-        rows = max(1, self.max_block // features.shape[0])
         for start in range(0, self.n_projections, rows):
-            block = xi[start : start + rows]
+            count = min(rows, self.n_projections - start)
+            block = xi[start : start + count] if at_once else self.directions(scale, generator, particles, count)
             grad_1d = mmd2_grad_1d_joint(block @ features.T, n_particles)  # (P_b, N)
             acc.addmm_(grad_1d.T, block[:, :kx])
         return acc.view(n_particles, self.x_shape[0], self.patch_size, self.patch_size)

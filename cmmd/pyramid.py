@@ -24,8 +24,9 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from cmmd._checks import check_floating
-from cmmd.model import CHECKPOINT_NAME, FORMAT_VERSION, ConditionalMMDFlow, FitHistory, _atomic_save, _read
+from cmmd._checks import check_floating, check_positive_int
+from cmmd.checkpoint import FORMAT_VERSION, CheckpointError, atomic_save, check_writable_dir, read_state, require_kind
+from cmmd.model import CHECKPOINT_NAME, ConditionalMMDFlow, FitHistory
 from cmmd.projections import downsample_images, upsample_particles
 
 LEVEL_DIR = "level-{}"
@@ -109,6 +110,8 @@ class PyramidFlow:
             raise ValueError(f"x must have shape (N, *{self.x_shape}) at full resolution, got {tuple(x.shape)}")
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs checkpoint_dir, the folder of the checkpoints to continue")
+        if checkpoint_dir is not None:
+            check_writable_dir("checkpoint_dir", checkpoint_dir)
         particles = None
         for k, flow in enumerate(self.levels):
             targets = downsample_images(x, self.x_shape[-1] // flow.x_shape[-1])
@@ -144,6 +147,8 @@ class PyramidFlow:
         """
         if not all(flow.networks for flow in self.levels):
             raise RuntimeError("sample() needs a trained pyramid: call fit(x, y) or PyramidFlow.load(path) first")
+        if batch_size is not None:
+            check_positive_int("batch_size", batch_size)
         x, y_rep = self.levels[0].start(y, n_samples, generator=generator)
         for k, flow in enumerate(self.levels):
             if k:
@@ -161,7 +166,7 @@ class PyramidFlow:
         """Write the trained pyramid to one file, atomically."""
         if not all(flow.networks for flow in self.levels):
             raise RuntimeError("nothing to save: call fit(x, y) first")
-        _atomic_save(self.state_dict(), Path(path))
+        atomic_save(self.state_dict(), Path(path))
 
     @classmethod
     def load(
@@ -169,16 +174,25 @@ class PyramidFlow:
         map_location: str | torch.device = "cpu",
     ) -> "PyramidFlow":
         """Read a pyramid written by :meth:`save`; ``nets`` gives an untrained network of each level's architecture
-        (needed unless the levels use the default MLP)."""
-        state = _read(Path(path), map_location)
-        if state.get("kind") != "pyramid":
-            raise ValueError(f"{path} holds a single-level flow: read it with ConditionalMMDFlow.load")
+        (needed unless the levels use the default MLP).
+
+        The file is read without unpickling any object (``weights_only=True``) and its checksum is checked;
+        :class:`cmmd.checkpoint.CheckpointError` names the file when it is corrupt or of another kind.
+        """
+        state = read_state(path, map_location, what="a saved PyramidFlow")
+        require_kind(state, path, ("pyramid",))
+        if not isinstance(state.get("levels"), list) or not isinstance(state.get("upsample_noise"), float):
+            raise CheckpointError(f"{path} is a damaged PyramidFlow file (no list of levels or upsample_noise)")
         nets = list(nets) if nets is not None else [None] * len(state["levels"])
         if len(nets) != len(state["levels"]):
-            raise ValueError(f"{path} holds {len(state['levels'])} levels but {len(nets)} networks were given")
-        levels = [ConditionalMMDFlow.from_state_dict(s, net=net, map_location=map_location)
-                  for s, net in zip(state["levels"], nets)]
-        return cls(levels, upsample_noise=state["upsample_noise"])
+            raise ValueError(f"{path} holds {len(state['levels'])} levels but {len(nets)} networks were given; "
+                             f"pass one network (or None) per level")
+        try:
+            levels = [ConditionalMMDFlow.from_state_dict(s, net=net, map_location=map_location)
+                      for s, net in zip(state["levels"], nets)]
+            return cls(levels, upsample_noise=state["upsample_noise"])
+        except ValueError as error:
+            raise CheckpointError(f"{path}: {error}") from error
 
 
 def _check_levels(levels: list[ConditionalMMDFlow]) -> None:

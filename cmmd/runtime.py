@@ -186,6 +186,18 @@ def banner(profile: str, device: str | torch.device) -> None:
     _box("How this page was produced", rows, "note")
 
 
+def missing_data_notice(title: str, error: Exception, consequence: str) -> None:
+    """Display, as a warning box, that a data set is not on this machine and what the chapter does instead.
+
+    Args:
+        title: the data set, e.g. ``"FashionMNIST"``.
+        error: the loader's error (it says what is missing and how to get it).
+        consequence: what the page shows without it, e.g. ``"this run shows MNIST only"``.
+    """
+    _box(f"{title} is not available on this machine", [("Without it", consequence), ("Loader", str(error))],
+         "warning")
+
+
 def footer(seconds: float, device: str | torch.device) -> None:
     """Display the run time of the notebook, measured from its first computation."""
     device = resolve_device(device)

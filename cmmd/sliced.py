@@ -22,6 +22,9 @@ from cmmd._checks import check_floating, check_pair, check_positive_int
 from cmmd._sort import sort_rows, sorted_keys
 
 DEFAULT_BLOCK = 1 << 23  # entries (projections × points) sorted at once
+#: P·d direction entries drawn in one call at most (when ``max_block`` is smaller); beyond that each block of
+#: projections draws its own directions, so that memory follows ``max_block`` for any P.
+DIRECTIONS_AT_ONCE = 1 << 24
 
 
 # Stirling series of ln Γ(z): (z − ½) ln z − z + ½ ln 2π + Σ_k B_{2k} / (2k(2k − 1) z^{2k−1}).
@@ -184,17 +187,32 @@ def random_directions(
     return xi / xi.norm(dim=1, keepdim=True)
 
 
-def _projection_blocks(n_projections: int, length: int, max_block: int):
-    rows = max(1, max_block // length)
-    for start in range(0, n_projections, rows):
-        yield slice(start, min(start + rows, n_projections))
+def block_rows(n_projections: int, dim: int, length: int, max_block: int) -> tuple[int, bool]:
+    """How projections are processed: (rows per block, whether all P directions are drawn in one call).
 
-
-def _directions_for(x: torch.Tensor, n_projections: int, generator: torch.Generator | None) -> torch.Tensor:
+    Each block sorts ``rows × length`` values, at most ``max_block`` (at least one row). All P·``dim``
+    direction entries are drawn at once while they number at most max(``max_block``, :data:`DIRECTIONS_AT_ONCE`),
+    which keeps the random stream, and so the result, independent of ``max_block``; a larger P draws its
+    directions block by block (then ``rows × max(length, dim)`` <= ``max_block``), so that memory stays bounded
+    whatever P is, at the price of a stream that depends on ``max_block``.
+    """
     check_positive_int("n_projections", n_projections)
-    return random_directions(
-        n_projections, x.shape[1], generator=generator, dtype=x.dtype, device=x.device
-    )
+    check_positive_int("max_block", max_block)
+    at_once = n_projections * dim <= max(max_block, DIRECTIONS_AT_ONCE)
+    return max(1, max_block // (length if at_once else max(length, dim))), at_once
+
+
+def _direction_blocks(
+    x: torch.Tensor, n_projections: int, length: int, max_block: int, generator: torch.Generator | None
+):
+    """Yield the directions (P_b, d) of each block of projections, as :func:`block_rows` plans them."""
+    dim = x.shape[1]
+    rows, at_once = block_rows(n_projections, dim, length, max_block)
+    options = dict(generator=generator, dtype=x.dtype, device=x.device)
+    xi = random_directions(n_projections, dim, **options) if at_once else None
+    for start in range(0, n_projections, rows):
+        count = min(rows, n_projections - start)
+        yield xi[start : start + count] if at_once else random_directions(count, dim, **options)
 
 
 def sliced_mmd2_grad(
@@ -214,8 +232,9 @@ def sliced_mmd2_grad(
         \qquad \xi_p \sim \mathcal U(S^{d-1}).
 
     Cost O(P(N+M)(d + log(N+M))): a projection and a back-projection matrix product and one batched
-    sort, in blocks of at most ``max_block`` sorted entries. All P directions are drawn at once, so the
-    result does not depend on ``max_block``. Relative error of one estimate ≈ 1.4·√(d/P).
+    sort, in blocks of at most ``max_block`` sorted entries. The P directions are drawn at once unless
+    P·d exceeds max(``max_block``, :data:`DIRECTIONS_AT_ONCE`) (:func:`block_rows`), so that the result does
+    not depend on ``max_block`` and huge P still fits in memory. Relative error of one estimate ≈ 1.4·√(d/P).
 
     Args:
         x: particles (N, d).
@@ -228,12 +247,11 @@ def sliced_mmd2_grad(
         Tensor (N, d).
     """
     check_pair(x, y)
-    xi = _directions_for(x, n_projections, generator)
     n = x.shape[0]
     points = torch.cat([x, y])
     grad = torch.zeros_like(x)
-    for rows in _projection_blocks(n_projections, points.shape[0], max_block):
-        grad.addmm_(mmd2_grad_1d_joint(xi[rows] @ points.T, n).T, xi[rows])
+    for xi in _direction_blocks(x, n_projections, points.shape[0], max_block, generator):
+        grad.addmm_(mmd2_grad_1d_joint(xi @ points.T, n).T, xi)
     return grad * (sliced_factor(x.shape[1]) / n_projections)
 
 
@@ -249,15 +267,15 @@ def sliced_mmd2(
 
     Args:
         x: (N, d); y: (M, d); n_projections: P; generator: source of the directions.
+        max_block: largest number of projected values sorted at once (memory bound; :func:`block_rows`).
 
     Returns:
         Scalar tensor (already multiplied by c_d).
     """
     check_pair(x, y)
-    xi = _directions_for(x, n_projections, generator)
     n = x.shape[0]
     points = torch.cat([x, y])
     total = x.new_zeros(())
-    for rows in _projection_blocks(n_projections, points.shape[0], max_block):
-        total = total + _mmd2_1d_joint(xi[rows] @ points.T, n).sum()
+    for xi in _direction_blocks(x, n_projections, points.shape[0], max_block, generator):
+        total = total + _mmd2_1d_joint(xi @ points.T, n).sum()
     return total * (sliced_factor(x.shape[1]) / n_projections)

@@ -254,13 +254,15 @@ def test_run_notebook_writes_skips_and_reports_failures(tmp_path):
 
     # A failing cell: clear error, partial notebook kept, the good copy untouched.
     before = (out / "01_toy.ipynb").read_text()
-    (src / "01_toy.py").write_text(
-        TRIVIAL.format(colab=book.colab_cell_source()).replace("# BODY", "\nraise RuntimeError('boom')")
-    )
+    failing = TRIVIAL.format(colab=book.colab_cell_source()).replace("# BODY", "\nraise RuntimeError('boom')")
+    (src / "01_toy.py").write_text(failing)
+    line = failing.splitlines().index("from cmmd.book import write_results") + 1
     assert "executed from another version" in " ".join(
         book.stale_reasons("01_toy", profile="smoke", notebooks_dir=src, generated_dir=out)
     )
-    with pytest.raises(book.NotebookError, match=r"(?s)cell 4 .*RuntimeError: boom.*01_toy\.tmp\.ipynb"):
+    # Cell 3 of the source (papermill's injected-parameters cell is not counted), with the file and line.
+    with pytest.raises(book.NotebookError,
+                       match=rf"(?s)cell 3 of .*01_toy\.py .*line {line}\).*RuntimeError: boom.*01_toy\.tmp\.ipynb"):
         book.run_notebook("01_toy", profile="smoke", **kw)
     assert (out / "01_toy.tmp.ipynb").exists() and (out / "01_toy.ipynb").read_text() == before
 

@@ -216,12 +216,14 @@ def test_summary_rows_come_from_the_config_and_leave_the_global_rng_alone():
 
 
 def test_settings_table_puts_profiles_side_by_side():
-    text = settings_table({"toy": {"cpu": {"N": 4000, "m": 0.5}, "paper": {"N": 20000, "extra": "yes"}}})
+    text = settings_table({"toy": {"cpu": {"N": 4000, "m": 0.5}, "paper": {"N": 20000, "extra": "a|b_c"}}})
     lines = text.splitlines()
-    assert lines[0].split() == ["toy", "profile", "cpu", "profile", "paper"]
-    assert lines[1].split() == ["N", "4,000", "20,000"]
-    assert lines[2].split() == ["m", "0.5", "—"]
-    assert lines[3].split() == ["extra", "—", "yes"]
+    assert lines[0] == "**toy**"
+    assert lines[2] == "| setting | profile `cpu` | profile `paper` |"
+    assert lines[3] == "|---|---|---|"
+    assert lines[4] == "| N | 4,000 | 20,000 |"
+    assert lines[5] == "| m | 0.5 | — |"
+    assert lines[6] == "| extra | — | a\\|b\\_c |"  # Markdown's table and emphasis characters escaped
 
 
 def test_materials_tile_observations_periodic_or_cut_from_the_whole_slice():

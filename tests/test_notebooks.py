@@ -1,7 +1,7 @@
 """Every notebook of the book, executed in the ``smoke`` profile with nbval (``--nbval-lax``).
 
 The copy under test is built from the current ``notebooks/NAME.py`` with the smoke parameters
-injected. Cells marked ``# NBVAL_CHECK_OUTPUT`` print deterministic checks; they carry the outputs
+injected. Cells tagged ``nbval-check-output`` print deterministic checks; they carry the outputs
 of the committed ``cpu`` notebook (``book/generated/NAME.ipynb``, matched by identical source), so
 nbval compares what smoke prints now with what the book shows. All other cells must only run.
 """
@@ -23,12 +23,18 @@ import torch
 
 from cmmd import book
 from cmmd.configs import get_config
-from cmmd.data import load_materials, random_ellipse_phantoms
+from cmmd.data import load_fashion_mnist, load_materials, random_ellipse_phantoms
 from cmmd.data.cifar import CIFAR10_DIRNAME, CIFAR10_FILES
+from tests.test_data import write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = book.notebook_names(ROOT / "notebooks")
-MARK = "NBVAL_CHECK_OUTPUT"
+MARK = "nbval-check-output"  # nbval's cell tag: compare this cell's output (invisible in the book)
+
+
+def marked_cell(cell) -> bool:
+    """Whether a code cell is tagged for nbval to check its output."""
+    return cell.cell_type == "code" and MARK in cell.metadata.get("tags", [])
 
 
 def missing_data(name: str) -> str | None:
@@ -60,13 +66,13 @@ def smoke_copy(name: str, directory: Path, extra: dict | None = None) -> tuple[P
     reference = {}
     if reference_path.exists() and not extra:
         executed = nbformat.read(reference_path, as_version=4)
-        reference = {c.source: c for c in executed.cells if c.cell_type == "code" and MARK in c.source}
+        reference = {c.source: c for c in executed.cells if marked_cell(c)}
     marked = checked = 0
     for count, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
         cell.outputs, cell.execution_count = [], None
         ref = reference.get(cell.source)
-        marked += MARK in cell.source
-        if MARK in cell.source and ref is not None:
+        marked += marked_cell(cell)
+        if marked_cell(cell) and ref is not None:
             cell.outputs, cell.execution_count = ref.outputs, count + 1
             checked += 1
     path = directory / f"{name}.ipynb"
@@ -92,6 +98,38 @@ def run_nbval(name: str, path: Path, results: Path, cwd: Path, env: dict | None 
     return data
 
 
+#: Chapters that show FashionMNIST beside MNIST (without it they say so and show MNIST only).
+USES_FASHION_MNIST = ("04_class_conditional", "05_inpainting")
+
+
+def fashion_mnist_offline() -> bool:
+    """Whether the real FashionMNIST is on this machine (``$CMMD_DATA_DIR``, the cache or the Debian package)."""
+    try:
+        load_fashion_mnist("test", n=1, download=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def write_stand_in_fashion_mnist(root: Path, n_train: int = 2000, n_test: int = 200, seed: int = 0) -> None:
+    """Random 28×28 images and labels as FashionMNIST's gzip IDX files under ``root/fashion-mnist``."""
+    rng = np.random.default_rng(seed)
+    for prefix, count in (("train", n_train), ("t10k", n_test)):
+        write_idx(root / "fashion-mnist" / f"{prefix}-images-idx3-ubyte.gz",
+                  rng.integers(0, 256, (count, 28, 28), dtype=np.uint8))
+        write_idx(root / "fashion-mnist" / f"{prefix}-labels-idx1-ubyte.gz",
+                  rng.integers(0, 10, count, dtype=np.uint8))
+
+
+def data_env(name: str, root: Path) -> dict[str, str]:
+    """The environment of a smoke run: ``CMMD_DATA_DIR`` at ``root``, holding stand-in FashionMNIST files where
+    the chapter uses it and the real set is not on this machine (so its code path runs offline, without a
+    download); the chapter's real-data path is what the ``cpu`` book shows."""
+    if name in USES_FASHION_MNIST and not fashion_mnist_offline():
+        write_stand_in_fashion_mnist(root)
+    return {"CMMD_DATA_DIR": str(root)}
+
+
 def write_stand_in_cifar10(root: Path, per_file: int = 500, seed: int = 0) -> None:
     """Random images in CIFAR-10's binary format (label byte + 3,072 pixel bytes per record) under
     ``root/cifar-10-batches-bin``: enough to run the chapters' CIFAR-10 path where the real data are absent."""
@@ -113,7 +151,7 @@ def test_cifar10_path_trains_the_pyramid_on_a_stand_in_data_set(name, tmp_path):
     random stand-in images in CMMD_DATA_DIR: the chapter trains, samples, scores and reports CIFAR-10."""
     write_stand_in_cifar10(tmp_path / "data")
     path, results, _, _ = smoke_copy(name, tmp_path, extra={"run_cifar10": True})
-    data = run_nbval(name, path, results, tmp_path, env={"CMMD_DATA_DIR": str(tmp_path / "data")})
+    data = run_nbval(name, path, results, tmp_path, env=data_env(name, tmp_path / "data"))
     experiment = {"04_class_conditional": "cifar10-classcond", "05_inpainting": "cifar10-inpainting"}[name]
     assert experiment in {row["experiment"] for row in data["ledger"]}
     assert data["metrics"]["cifar10"] == "run"
@@ -186,9 +224,37 @@ def test_notebook_runs_in_smoke_profile(name, tmp_path):
     if reason is not None:
         pytest.skip(reason)
     path, results, marked, checked = smoke_copy(name, tmp_path)
-    data = run_nbval(name, path, results, tmp_path)
+    data = run_nbval(name, path, results, tmp_path, env=data_env(name, tmp_path / "data"))
     assert data["ledger"], f"{name} wrote no ledger rows"
     assert checked == marked, (
-        f"{name}: {marked - checked} of {marked} cells marked {MARK} have no committed output to "
+        f"{name}: {marked - checked} of {marked} cells tagged {MARK} have no committed output to "
         f"compare with; run `python -m cmmd.book {name}` (or `make book`)"
     )
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_a_chapter_run_again_with_checkpoint_dir_resumes_and_gives_the_same_numbers(tmp_path):
+    """Chapter 2 with ``checkpoint_dir``: the first run writes a checkpoint per fit; the second run (a Colab
+    user after a disconnect) reads the finished fits back instead of training and reports the same numbers."""
+    name = "02_toy_posteriors"
+    folder = tmp_path / "checkpoints"
+    outcomes = []
+    for run in ("first", "again"):
+        directory = tmp_path / run
+        directory.mkdir()
+        path, results, _, _ = smoke_copy(name, directory, extra={"checkpoint_dir": str(folder)})
+        outcomes.append(run_nbval(name, path, results, directory, env=data_env(name, directory / "data")))
+        assert {"02-full", "02-sum"} <= {p.parent.name for p in folder.rglob("checkpoint.pt")}
+    first, again = outcomes
+    assert first["ledger"] == again["ledger"]
+    assert without_timings(first["metrics"]) == without_timings(again["metrics"])
+
+
+def without_timings(value):
+    """``value`` (nested dicts and lists) without the entries whose key names a duration (``*seconds*``)."""
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if "second" not in k}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value

@@ -13,6 +13,7 @@ import http.client
 import os
 import shutil
 import urllib.request
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +136,17 @@ def fetch(urls: Sequence[str], dest: Path, *, checksum: tuple[str, str]) -> Path
         part.unlink(missing_ok=True)
         failures.append(f"{url} ({algorithm} {actual} != expected {expected})")
     raise DownloadError("download failed: " + "; ".join(failures))
+
+
+def set_aside(path: Path, reason: str) -> Path:
+    """Rename a corrupt file to ``<name>.corrupt`` (replacing an older one) so that it no longer blocks the
+    loader or its download, and warn with the file, the reason and what to do; return the new path."""
+    target = path.with_name(path.name + ".corrupt")
+    path.replace(target)
+    warnings.warn(f"{path} {reason}; it was moved to {target} so that it no longer stands in the way (a "
+                  f"download fetches the file again); delete {target.name} once you no longer need it",
+                  stacklevel=3)
+    return target
 
 
 def not_found(what: str, *, missing: str, offline: str, urls: Sequence[str],

