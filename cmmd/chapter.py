@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch
 from cmmd.model import CHECKPOINT_NAME, ConditionalMMDFlow
 from cmmd.projections import downsample_images
 from cmmd.pyramid import PyramidFlow
-from cmmd.runtime import format_duration
+from cmmd.runtime import format_duration, missing_data_notice
 
 Flow = ConditionalMMDFlow | PyramidFlow
 #: Extra flow steps and Adam steps of the timing fits of :func:`estimate_fit_seconds`.
@@ -159,3 +160,36 @@ def book_figure_style(*, grid: bool = False) -> None:
         "axes.labelsize": 10, "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 10,
         "figure.titlesize": 11, "axes.grid": grid, "grid.alpha": 0.3,
     })
+
+
+def load_splits(
+    load: Callable[..., object],
+    requests: dict[str, tuple[str, int | None]],
+    *,
+    download: bool,
+    title: str,
+    optional: bool = False,
+    without: str = "",
+) -> dict[str, object] | None:
+    """Load several splits of one data set, or, if it is missing and the chapter can do without it, say so.
+
+    Args:
+        load: the data set's loader, ``load(split, n=..., download=...)`` (e.g. :func:`cmmd.data.load_mnist`).
+        requests: name → (split, n), e.g. ``{"train": ("train", 4000), "test": ("test", 1000)}``.
+        download: allow the loader's download step.
+        title: the data set's name in the notice.
+        optional: when the data set is missing (``FileNotFoundError``), show a warning box and return
+            ``None`` instead of raising; a chapter that needs the data set leaves it ``False`` and stops
+            with the loader's message (what is missing, how to get it).
+        without: what the chapter shows without it, for the notice.
+
+    Returns:
+        name → the loaded data set, or ``None`` (optional and missing).
+    """
+    try:
+        return {name: load(split, n=n, download=download) for name, (split, n) in requests.items()}
+    except FileNotFoundError as error:
+        if not optional:
+            raise
+        missing_data_notice(title, error, without)
+        return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cmmd.chapter import checkpoint_folder, fit_or_resume, has_checkpoint
+from cmmd.chapter import checkpoint_folder, fit_or_resume, has_checkpoint, load_splits
 from cmmd.configs import get_config
 from cmmd.model import ConditionalMMDFlow
 
@@ -86,3 +86,32 @@ def test_without_checkpoint_dir_nothing_is_written(tmp_path, monkeypatch):
 def test_a_fit_name_must_be_one_folder(name):
     with pytest.raises(ValueError, match="one folder name"):
         checkpoint_folder("ckpt", name)
+
+
+def missing_loader(split: str, *, n: int | None, download: bool):
+    raise FileNotFoundError(f"FashionMNIST ({split}) not found: apt-get install dataset-fashion-mnist")
+
+
+def test_a_missing_optional_data_set_is_announced_and_skipped(capsys):
+    assert load_splits(missing_loader, {"train": ("train", 10)}, download=False, title="FashionMNIST",
+                       optional=True, without="this run shows MNIST only") is None
+    shown = capsys.readouterr().out  # outside IPython the warning box is printed
+    assert "FashionMNIST is not available on this machine" in shown
+    assert "this run shows MNIST only" in shown and "apt-get install dataset-fashion-mnist" in shown
+
+
+def test_a_missing_required_data_set_stops_with_the_loaders_message():
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        load_splits(missing_loader, {"train": ("train", 10)}, download=False, title="FashionMNIST")
+
+
+def test_splits_are_loaded_with_their_sizes_and_the_download_flag():
+    calls = []
+
+    def loader(split, *, n, download):
+        calls.append((split, n, download))
+        return split
+
+    assert load_splits(loader, {"a": ("train", 5), "b": ("test", None)}, download=True, title="X") == \
+        {"a": "train", "b": "test"}
+    assert calls == [("train", 5, True), ("test", None, True)]
