@@ -1,11 +1,16 @@
 # %% tags=["remove-cell"]
-# Colab only: install cmmd (hidden in the book; does nothing elsewhere)
+# Colab only: install cmmd with what the chapters import (hidden in the book; does nothing elsewhere).
+# Long runs on Colab: keep the checkpoints on Google Drive, so that a disconnect loses nothing:
+#     from google.colab import drive
+#     drive.mount("/content/drive")
+# then set checkpoint_dir = "/content/drive/MyDrive/cmmd-checkpoints" in the parameters cell below and,
+# after a disconnect, run all cells again: every fit continues from its last finished network.
 import importlib
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    PACKAGE = "git+https://github.com/cmmd-companion/cmmd@main"
+    PACKAGE = "cmmd[colab] @ git+https://github.com/cmmd-companion/cmmd@main"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
     importlib.invalidate_caches()
 
@@ -14,6 +19,7 @@ profile = "cpu"
 device = "auto"
 seed = 0
 results_path = ""
+checkpoint_dir = ""
 
 # %% [markdown]
 # # 2. Toy posteriors with exact answers
@@ -31,17 +37,20 @@ results_path = ""
 # paper is known for such a toy: every number here is our own measurement.
 
 # %% tags=["hide-input"]
+import dataclasses
 import math
 import time
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import Markdown, display
 
-from cmmd.book import write_results
+from cmmd.chapter import book_figure_style, fit_or_resume
 from cmmd.energy import mmd2
 from cmmd.metrics import credible_region_coverage
 from cmmd.model import ConditionalMMDFlow, FlowConfig
+from cmmd.results import write_results
 from cmmd.runtime import banner, check_profile, footer, format_duration, resolve_device
 from cmmd.toy import problem_full, problem_sum
 
@@ -62,15 +71,17 @@ PROFILES = {
     "smoke": dict(
         n_train=1000, flow=SMOKE_FLOW, n_train_full=1000, flow_full=SMOKE_FLOW,
         n_test=4, n_samples=300,
-        ablation=dict(n_train=600, flow=dict(SMOKE_FLOW, train_steps=30), n_test=4, vary_n=[300, 600],
-                      vary_p=[5, 20], vary_l=[1, 2]),
+        ablation=dict(n_train=600, flow=dict(SMOKE_FLOW, train_steps=30), n_test=4,
+                      vary_n=[300, 600], vary_p=[5, 20], vary_l=[1, 2]),
     ),
     "cpu": dict(
         n_train=100_000, flow=FLOW_CPU,
-        n_train_full=50_000, flow_full=dict(FLOW_CPU, n_networks=8, train_steps=1000, batch_size=500),
+        n_train_full=50_000,
+        flow_full=dict(FLOW_CPU, n_networks=8, train_steps=1000, batch_size=500),
         n_test=60, n_samples=2000,
-        ablation=dict(n_train=10_000, flow=dict(FLOW_CPU, train_steps=300, batch_size=500), n_test=30,
-                      vary_n=[3000, 10_000, 30_000], vary_p=[10, 25, 50], vary_l=[3, 6, 12]),
+        ablation=dict(n_train=10_000, flow=dict(FLOW_CPU, train_steps=300, batch_size=500),
+                      n_test=30, vary_n=[3000, 10_000, 30_000], vary_p=[10, 25, 50],
+                      vary_l=[3, 6, 12]),
     ),
     "paper": dict(
         n_train=200_000, flow=dict(FLOW_CPU, n_networks=16, n_projections=200, train_steps=4000,
@@ -78,14 +89,14 @@ PROFILES = {
         n_train_full=200_000, flow_full=dict(FLOW_CPU, n_networks=16, n_projections=200,
                                              train_steps=4000, hidden=256),
         n_test=100, n_samples=5000,
-        ablation=dict(n_train=30_000, flow=FLOW_CPU, n_test=100, vary_n=[10_000, 30_000, 100_000],
-                      vary_p=[10, 50, 200], vary_l=[3, 6, 12]),
+        ablation=dict(n_train=30_000, flow=FLOW_CPU, n_test=100,
+                      vary_n=[10_000, 30_000, 100_000], vary_p=[10, 50, 200], vary_l=[3, 6, 12]),
     ),
 }
 cfg = PROFILES[check_profile(profile)]
 dev = resolve_device(device)
 F64 = dict(device=dev, dtype=torch.float64)
-plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "axes.grid": True, "grid.alpha": 0.3})
+book_figure_style(grid=True)
 
 
 def rng(stream: int) -> torch.Generator:
@@ -114,15 +125,17 @@ start = time.perf_counter()
 # $C_k = A S_k A^\top + \sigma^2 I$,
 #
 # $$
-# w_k(y) \propto w_k\, \mathcal N(y; A m_k, C_k), \quad
-# m_k(y) = m_k + S_k A^\top C_k^{-1}(y - A m_k), \quad
-# S_k(y) = S_k - S_k A^\top C_k^{-1} A S_k ,
+# \begin{aligned}
+# w_k(y) &\propto w_k\, \mathcal N(y; A m_k, C_k), \\
+# m_k(y) &= m_k + S_k A^\top C_k^{-1}(y - A m_k), \\
+# S_k(y) &= S_k - S_k A^\top C_k^{-1} A S_k ,
+# \end{aligned}
 # $$
 #
 # so its density, its samples, its mean and its covariance are exact. The panels show the prior
 # and the training pairs of the sum problem, and exact posteriors for a few observations.
 
-# %%
+# %% mystnb={"figure": {"caption": "Top: the density of the prior $P_X$, eight elongated Gaussians on a circle, and training pairs of the sum problem coloured by their observation $y = x_1 + x_2 + 0.1\\varepsilon$. Bottom: exact posterior densities, for the sum problem at $y = 0.41$ (modes on both sides of the diagonal, mirror images of each other) and for the full problem at $y = (0, 0)$ (all eight components, since the origin is equally far from each).", "name": "fig-ch2-problems"}, "image": {"alt": "Four square panels: a ring of eight dark blobs, a coloured ring of points, a posterior with separated modes, and a posterior spread over the whole ring."}}
 problems = {"sum": problem_sum(**F64), "full": problem_full(**F64)}
 shown_obs = {
     "sum": torch.tensor([[0.0], [0.41], [0.7], [1.0]], **F64),
@@ -147,20 +160,22 @@ def hdr_levels(mixture, alphas=(0.5, 0.9), n: int = 20_000) -> list[float]:
 
 g = rng(1)
 x_show, y_show = problems["sum"].sample_joint(3000, generator=g)
-fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
-axes[0].contourf(gx.cpu(), gy.cpu(), density_on_grid(problems["sum"].prior), levels=20, cmap="Greys")
+fig, axes = plt.subplots(2, 2, figsize=(8.4, 7.6), layout="constrained")
+axes = axes.ravel()
+axes[0].contourf(gx.cpu(), gy.cpu(), density_on_grid(problems["sum"].prior), levels=20,
+                 cmap="Greys")
 axes[0].set(title="prior $P_X$", xlabel="$x_1$", ylabel="$x_2$", aspect="equal")
 sc = axes[1].scatter(*x_show.cpu().T, c=y_show.cpu().squeeze(1), s=2, cmap="coolwarm")
 axes[1].set(title="pairs (x, y), sum problem", xlabel="$x_1$", ylabel="$x_2$", aspect="equal",
             xlim=(-LIM, LIM), ylim=(-LIM, LIM))
 fig.colorbar(sc, ax=axes[1], label="$y = x_1 + x_2 + 0.1\\varepsilon$", shrink=0.8)
-for ax, name, obs in ((axes[2], "sum", shown_obs["sum"][1]), (axes[3], "full", shown_obs["full"][0])):
+shown_posteriors = ((axes[2], "sum", shown_obs["sum"][1]), (axes[3], "full", shown_obs["full"][0]))
+for ax, name, obs in shown_posteriors:
     post = problems[name].posterior(obs)
     ax.contourf(gx.cpu(), gy.cpu(), density_on_grid(post), levels=20, cmap="Blues")
     label = ", ".join(f"{v:.2f}" for v in obs.tolist())
     ax.set(title=f"posterior, {name}, y = ({label})", xlabel="$x_1$", ylabel="$x_2$",
            aspect="equal")
-fig.tight_layout()
 plt.show()
 for name, problem in problems.items():
     post = problem.posterior(shown_obs[name][1])
@@ -172,7 +187,7 @@ for name, problem in problems.items():
 # from the prior; here, once more, its weights sum to one and the mean of exact samples agrees
 # with the closed-form mean within five standard errors:
 
-# %%
+# %% tags=["nbval-check-output"]
 g = rng(2)
 checks = {}
 for name, problem in problems.items():
@@ -181,7 +196,7 @@ for name, problem in problems.items():
     draws = problem.posterior_sample(obs.unsqueeze(0), 20_000, generator=g)[0]
     z = (draws.mean(0) - post.mean()) / (draws.std(0) / math.sqrt(draws.shape[0]))
     checks[name] = (abs(float(post.weights.sum()) - 1) < 1e-12, bool(z.abs().max() < 5))
-for name, (weights_ok, mean_ok) in checks.items():  # NBVAL_CHECK_OUTPUT
+for name, (weights_ok, mean_ok) in checks.items():
     print(f"{name}: weights sum to 1: {weights_ok}; sample mean matches the exact mean: {mean_ok}")
 
 # %% [markdown]
@@ -217,32 +232,40 @@ for name, (weights_ok, mean_ok) in checks.items():  # NBVAL_CHECK_OUTPUT
 # The settings of this run:
 # %%
 flow_config = FlowConfig(**cfg["flow"])
-print(f"sum problem, N = {cfg['n_train']:,} training pairs:\n  {flow_config}")
-changed = {k: v for k, v in cfg["flow_full"].items() if cfg["flow"][k] != v}
-print(f"full problem, N = {cfg['n_train_full']:,} training pairs, the same except {changed}")
+full_config = FlowConfig(**cfg["flow_full"])
+setting_rows = [f"| training pairs N | {cfg['n_train']:,} | {cfg['n_train_full']:,} |"]
+for field in dataclasses.fields(FlowConfig):
+    value_sum, value_full = getattr(flow_config, field.name), getattr(full_config, field.name)
+    full_text = repr(value_full) if value_full != value_sum else "same"
+    setting_rows.append(f"| `{field.name}` | {value_sum!r} | {full_text} |")
+header = "| setting | sum problem | full problem |\n|---|---|---|\n"
+display(Markdown(header + "\n".join(setting_rows)))
 print(f"test: {cfg['n_test']} observations y ~ P_Y per problem, {cfg['n_samples']:,} samples each")
 
 
-# %%
-def fit(problem, n_train: int, config: FlowConfig, stream: int):
+# %% mystnb={"figure": {"caption": "Training of the two learned samplers: joint MMD² between the particles and the training pairs at each stage $l$, after the $T_l$ flow steps (circles) and after the particles are replaced by the output of the network $\\Phi_l$ (squares). On the sum problem the network follows the flow at every stage; on the full problem the network is up to about three times worse than the flow at the first stages and catches up by the last.", "name": "fig-ch2-training"}, "image": {"alt": "Two log-scale plots of falling joint MMD² against the network index, the flow and network curves nearly on top of each other."}}
+def fit(problem, n_train: int, config: FlowConfig, stream: int, name: str):
     """Draw n_train pairs of P_{X,Y} (float32) and fit a learned flow; returns (model, seconds)."""
     g = rng(stream)
     x, y = problem.sample_joint(n_train, generator=g)
     model = ConditionalMMDFlow((problem.dim,), (problem.obs_dim,), config=config)
     t0 = time.perf_counter()
-    model.fit(x.float(), y.float(), generator=g, progress=False)
+    fit_or_resume(model, x.float(), y.float(), generator=g, checkpoint_dir=checkpoint_dir,
+                  name=f"02-{name}", verbose=profile == "paper")
     return model, time.perf_counter() - t0
 
 
 models, fit_seconds = {}, {}
-settings = {"sum": (cfg["n_train"], flow_config), "full": (cfg["n_train_full"], FlowConfig(**cfg["flow_full"]))}
+settings = {"sum": (cfg["n_train"], flow_config), "full": (cfg["n_train_full"], full_config)}
 for stream, (name, (n_train, config)) in enumerate(settings.items(), start=10):
-    models[name], fit_seconds[name] = fit(problems[name], n_train, config, stream)
+    models[name], fit_seconds[name] = fit(problems[name], n_train, config, stream, name)
     h = models[name].history
-    print(f"{name}: fitted in {format_duration(fit_seconds[name])}; joint MMD² after the flow of "
-          f"the last stage {h.mmd2_after_flow[-1]:.2e}, after its network {h.mmd2_after_network[-1]:.2e}")
+    print(f"{name}: fitted in {format_duration(fit_seconds[name])}; "
+          "joint MMD² of the last stage:\n"
+          f"  after its flow {h.mmd2_after_flow[-1]:.2e}, after its network "
+          f"{h.mmd2_after_network[-1]:.2e}")
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.8))
 for ax, (name, model) in zip(axes, models.items()):
     h = model.history
     stages = np.arange(1, len(h.flow_steps) + 1)
@@ -258,28 +281,38 @@ plt.show()
 # At each stage the network output (squares) is about as close to the training pairs as the flow
 # it learned (circles). Next, the sampler for observations it has never seen. For each problem,
 # learned samples (dots) over the exact posterior density (the same colour scale in all panels of
-# a row; black lines: the exact 50% and 90% highest-density regions):
+# a figure; black lines: the exact 50% and 90% highest-density regions):
 
-# %%
+# %% mystnb={"figure": {"caption": "Sum problem: learned samples (orange dots) for four observations never seen in training, over the exact posterior density (blue) and its 50% and 90% highest-density regions (black lines). The samples find every mode, mostly inside the 90% regions, with a few dots on the arcs between modes.", "name": "fig-ch2-samples-sum"}, "image": {"alt": "Four panels of orange sample dots clustered on the blue posterior modes inside black contour lines."}}
 g = rng(3)
 n_dots = min(600, cfg["n_samples"])
-fig, axes = plt.subplots(2, 4, figsize=(13, 6.6))
-for row, name in enumerate(("sum", "full")):
+
+
+def plot_learned_samples(name: str) -> None:
+    """Learned samples for the four shown observations of a problem, over the exact densities."""
     obs = shown_obs[name]
     dots = models[name].sample(obs.float(), n_dots, generator=g).double()
     densities = [density_on_grid(problems[name].posterior(o)) for o in obs]
     levels = np.linspace(0, max(d.max() for d in densities), 16)
-    for col, (o, dens) in enumerate(zip(obs, densities)):
-        ax = axes[row, col]
+    fig, axes = plt.subplots(2, 2, figsize=(8.2, 7.8), sharex=True, sharey=True,
+                             layout="constrained")
+    for col, (ax, o, dens) in enumerate(zip(axes.ravel(), obs, densities)):
         filled = ax.contourf(gx.cpu(), gy.cpu(), dens, levels=levels, cmap="Blues")
         ax.contour(gx.cpu(), gy.cpu(), dens, levels=hdr_levels(problems[name].posterior(o)),
                    colors="k", linewidths=0.7)
         ax.scatter(*dots[col].cpu().T, s=1.5, c="C1", alpha=0.7)
         label = ", ".join(f"{v:.2f}" for v in o.tolist())
-        ax.set(title=f"{name}: y = ({label})", xlim=(-LIM, LIM), ylim=(-LIM, LIM), aspect="equal",
-               xlabel="$x_1$", ylabel="$x_2$" if col == 0 else None)
-    fig.colorbar(filled, ax=axes[row].tolist(), label="exact posterior density", shrink=0.85)
-plt.show()
+        ax.set(title=f"{name}: y = ({label})", xlim=(-LIM, LIM), ylim=(-LIM, LIM),
+               aspect="equal", xlabel="$x_1$" if col >= 2 else None,
+               ylabel="$x_2$" if col % 2 == 0 else None)
+    fig.colorbar(filled, ax=axes, label="exact posterior density", shrink=0.85)
+    plt.show()
+
+
+plot_learned_samples("sum")
+
+# %% mystnb={"figure": {"caption": "Full problem, as above: learned samples (orange) over the exact posterior density for four observations. The samples cover the right components, but a visible fraction lies between the components of the ring, where the exact posterior has almost no mass, most clearly at $y = (0, 0)$.", "name": "fig-ch2-samples-full"}, "image": {"alt": "Four panels of orange sample dots on blue posterior components, with scattered dots between the components."}}
+plot_learned_samples("full")
 
 # %% [markdown]
 # ## Energy distance to the exact posterior
@@ -292,7 +325,7 @@ plt.show()
 # a sampler that ignores $y$. We report the ratio of the mean energy distance to the mean floor,
 # so 1 is perfect.
 
-# %%
+# %% mystnb={"figure": {"caption": "Energy distance to the exact posterior for each test observation, against its first coordinate $y_1$ (log scale): the learned sampler (orange circles), the prior, which ignores $y$ (grey triangles), and the noise floor between two exact sample sets (black dashes). On the sum problem the learned sampler sits just above the floor and far below the prior; on the full problem it stays several times above the floor (the mean ratios are in the panel titles).", "name": "fig-ch2-energy"}, "image": {"alt": "Two log-scale scatter plots: grey triangles near the top, orange circles in the middle, black dashes at the bottom."}}
 def mixture_moments(problem, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact posterior means (B, d) and covariances (B, d, d)."""
     posts = [problem.posterior(o) for o in obs]
@@ -339,7 +372,8 @@ def evaluate(model, problem, obs: torch.Tensor, n_samples: int, g: torch.Generat
     mean_err, cov_err = moment_errors(learned)
     floor = reference["floor"].mean()
     return dict(reference, learned=learned, ed=ed, mean_err=mean_err, cov_err=cov_err,
-                ratio=float(ed.mean() / floor), prior_ratio=float(reference["prior"].mean() / floor))
+                ratio=float(ed.mean() / floor),
+                prior_ratio=float(reference["prior"].mean() / floor))
 
 
 test_obs, results = {}, {}
@@ -348,21 +382,22 @@ for stream, name in enumerate(problems, start=20):
     _, test_obs[name] = problems[name].sample_joint(cfg["n_test"], generator=g)
     results[name] = evaluate(models[name], problems[name], test_obs[name], cfg["n_samples"], g)
 
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+fig, axes = plt.subplots(2, 1, figsize=(8.4, 7.2), layout="constrained")
 for ax, name in zip(axes, problems):
     r = results[name]
     y1 = test_obs[name][:, 0].cpu()
     ax.plot(y1, r["prior"].cpu(), "v", color="0.5", label="prior (ignores y)")
     ax.plot(y1, r["ed"].cpu(), "o", color="C1", label="learned sampler")
-    ax.plot(y1, r["floor"].cpu(), "_", color="k", ms=12, label="noise floor (exact vs exact)")
-    ax.set(yscale="log", xlabel="first coordinate $y_1$ of the test observation", ylabel="energy distance",
+    ax.plot(y1, r["floor"].cpu(), "_", color="k", ms=12, label="noise floor\n(exact vs exact)")
+    ax.set(yscale="log", xlabel="first coordinate $y_1$ of the test observation",
+           ylabel="energy distance",
            title=f"{name}: ratio to floor {r['ratio']:.2f}, prior {r['prior_ratio']:.0f}")
-    ax.legend(fontsize=8)
-fig.tight_layout()
+axes[0].legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
 plt.show()
 print(f"{'problem':8s} {'learned/floor':>14s} {'prior/floor':>12s} {'prior/learned':>14s}")
 for name, r in results.items():
-    print(f"{name:8s} {r['ratio']:14.2f} {r['prior_ratio']:12.1f} {r['prior_ratio'] / r['ratio']:14.0f}")
+    print(f"{name:8s} {r['ratio']:14.2f} {r['prior_ratio']:12.1f} "
+          f"{r['prior_ratio'] / r['ratio']:14.0f}")
 
 # %% [markdown]
 # **Posterior mean and covariance.** The error of the learned posterior mean (Euclidean norm) and
@@ -394,7 +429,7 @@ for name, r in results.items():
 #   same procedure applied to a second *exact* sample set instead of the learned one shows what
 #   a perfect sampler would score under this approximation (dotted).
 
-# %%
+# %% mystnb={"figure": {"caption": "Calibration, averaged over the test observations: the fraction of samples inside the $\\alpha$ highest-density region against $\\alpha$. Circles: learned samples in the exact regions; squares: exact samples in the regions of a kernel density estimate of the learned samples; dotted: the same with an estimate from exact samples (what a perfect sampler scores). On the sum problem all curves lie close to the diagonal; on the full problem the circles run slightly above it (learned posteriors a little too concentrated) and the squares far below it, because the learned sampler puts mass where the exact posterior has little.", "name": "fig-ch2-calibration"}, "image": {"alt": "Two square plots of coverage against credible level: all curves on the diagonal on the left; one curve far below the diagonal on the right."}}
 LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
 BANDWIDTHS = np.geomspace(0.005, 0.3, 16).tolist()
 
@@ -410,9 +445,11 @@ def reverse_coverage(samples: torch.Tensor, exact: torch.Tensor) -> tuple[dict, 
     """Fraction of exact samples in the alpha-HDRs of a KDE of samples (S, 2); and the bandwidth."""
     half = samples.shape[0] // 2
     centres, held_out = samples[:half], samples[half:]
-    sq_held, sq_exact = torch.cdist(held_out, centres).square(), torch.cdist(exact, centres).square()
+    sq_held = torch.cdist(held_out, centres).square()
+    sq_exact = torch.cdist(exact, centres).square()
     h = max(BANDWIDTHS, key=lambda b: float(kde_log_density(sq_held, b).mean()))
-    cover = credible_region_coverage(kde_log_density(sq_held, h), kde_log_density(sq_exact, h), LEVELS)
+    cover = credible_region_coverage(kde_log_density(sq_held, h), kde_log_density(sq_exact, h),
+                                     LEVELS)
     return cover, h
 
 
@@ -436,16 +473,15 @@ for name, r in results.items():
                              reverse_exact=mean_coverage(reverse_ref),
                              bandwidth_median=float(np.median(bandwidths)))
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+fig, axes = plt.subplots(1, 2, figsize=(8.4, 5.4), layout="constrained")
 for ax, (name, c) in zip(axes, calibration.items()):
     ax.plot([0, 1], [0, 1], "k-", lw=0.8, label="ideal")
     ax.plot(LEVELS, c["forward"], "o-", label="learned samples in exact HDRs")
     ax.plot(LEVELS, c["reverse"], "s-", label="exact samples in learned (KDE) HDRs")
     ax.plot(LEVELS, c["reverse_exact"], "k:", label="same, KDE of exact samples")
     ax.set(xlabel="credible level α", ylabel="fraction inside the α-HDR", aspect="equal",
-           title=f"{name}: calibration (mean over {cfg['n_test']} observations)")
-    ax.legend(fontsize=8)
-fig.tight_layout()
+           title=f"{name} problem\n(mean over {cfg['n_test']} observations)")
+fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=2)
 plt.show()
 print(f"{'α':>6s}" + "".join(f"{a:7.2f}" for a in LEVELS))
 for name, c in calibration.items():
@@ -466,12 +502,13 @@ print("largest |coverage − α| of learned samples in exact HDRs: "
 # $/ L$, so it asks whether splitting the same flow into more, smaller learned steps helps. The
 # star is the main sampler (more training pairs and more Adam steps).
 
-# %%
+# %% mystnb={"figure": {"caption": "Ablation on the sum problem: energy distance over the noise floor (log scale; the dashed line 1 is perfect) when one setting of the cheaper base is changed: the number of training pairs $N$, of projections $P$, and of networks $L$ at a fixed total of flow steps. The star is the main sampler. The error falls steadily with $N$ and with $P$, and hardly changes with $L$.", "name": "fig-ch2-ablation"}, "image": {"alt": "Three log-log line plots of error ratio: falling with N, falling with P, flat with L; a red star below the N curve."}}
 abl = cfg["ablation"]
 base = FlowConfig(**abl["flow"])
 n_abl = abl["n_test"]
 abl_obs = test_obs["sum"][:n_abl]
-abl_ref = {k: v[:n_abl] for k, v in results["sum"].items() if k in ("exact", "exact2", "floor", "prior", "mean_ref", "cov_ref")}
+reference_keys = ("exact", "exact2", "floor", "prior", "mean_ref", "cov_ref")
+abl_ref = {k: v[:n_abl] for k, v in results["sum"].items() if k in reference_keys}
 total_steps = base.n_networks * base.first_steps
 _runs: dict = {}
 
@@ -481,7 +518,8 @@ def ablation_run(n_train: int, **changes) -> dict:
     config = FlowConfig(**{**abl["flow"], **changes})
     key = (n_train, config)
     if key not in _runs:
-        model, seconds = fit(problems["sum"], n_train, config, stream=40)
+        name = f"ablation-n{n_train}-p{config.n_projections}-l{config.n_networks}"
+        model, seconds = fit(problems["sum"], n_train, config, stream=40, name=name)
         r = evaluate(model, problems["sum"], abl_obs, cfg["n_samples"], rng(31), reference=abl_ref)
         _runs[key] = dict(ratio=r["ratio"], prior_ratio=r["prior_ratio"], seconds=seconds)
     return _runs[key]
@@ -496,9 +534,10 @@ for n_networks in abl["vary_l"]:
     ablation["L"][n_networks] = ablation_run(
         abl["n_train"], n_networks=n_networks, first_steps=total_steps // n_networks)
 
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), sharey=True)
+fig, axes = plt.subplots(2, 2, figsize=(8.4, 6.6), sharey=True, layout="constrained")
+axes = axes.ravel()
 labels = {"N": "training pairs N", "P": f"projections P (N = {abl['n_train']:,})",
-          "L": f"networks L ({total_steps} flow steps, N = {abl['n_train']:,})"}
+          "L": f"networks L\n({total_steps} flow steps, N = {abl['n_train']:,})"}
 main_on_half = evaluate(models["sum"], problems["sum"], abl_obs, cfg["n_samples"], rng(31),
                         reference=abl_ref)["ratio"]
 for ax, (key, runs) in zip(axes, ablation.items()):
@@ -508,13 +547,15 @@ for ax, (key, runs) in zip(axes, ablation.items()):
         ax.plot(cfg["n_train"], main_on_half, "*", ms=12, color="C3", label="main sampler")
         xs = xs + [cfg["n_train"]]
     ax.axhline(1.0, color="k", lw=0.8, ls="--", label="noise floor")
-    ax.set(xscale="log", yscale="log", xlabel=labels[key], xticks=xs, xticklabels=[str(v) for v in xs])
+    ax.set(xscale="log", yscale="log", xlabel=labels[key], xticks=xs,
+           xticklabels=[str(v) for v in xs])
     ax.minorticks_off()
-axes[0].set_ylabel("energy distance / noise floor")
-axes[0].legend()
-fig.suptitle(f"Ablation (sum problem): one setting changed at a time from N = "
+for ax in axes[0], axes[2]:
+    ax.set_ylabel("energy distance / noise floor")
+axes[3].axis("off")
+axes[3].legend(*axes[0].get_legend_handles_labels(), loc="center")
+fig.suptitle(f"Ablation (sum problem): one setting changed at a time\nfrom N = "
              f"{abl['n_train']:,}, P = {base.n_projections}, L = {base.n_networks}")
-fig.tight_layout()
 plt.show()
 print(f"{'setting':>10s} {'value':>8s} {'ED/floor':>9s} {'fit time':>9s}")
 for key, runs in ablation.items():
@@ -536,8 +577,7 @@ batch_gap = max(float((models["sum"].sample(obs, 50, generator=rng(50), batch_si
                        - reference).abs().max()) for b in (1, 7))
 print(f"largest difference between batch sizes 1, 7 and 64: {batch_gap:.1e}")
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print("samples agree for batch sizes 1, 7 and 64 (to 1e-5):", batch_gap < 1e-5)
 
 # %% [markdown]
@@ -548,7 +588,8 @@ print("samples agree for batch sizes 1, 7 and 64 (to 1e-5):", batch_gap < 1e-5)
 # prior, which ignores $y$):
 
 # %%
-def row(experiment: str, metric: str, ours: float, baseline: tuple[str, float] | None = None) -> dict:
+def row(experiment: str, metric: str, ours: float,
+        baseline: tuple[str, float] | None = None) -> dict:
     """A ledger row of this chapter: lower is better for every metric, no paper value."""
     base_row = None if baseline is None else {"name": baseline[0], "value": baseline[1]}
     return dict(experiment=experiment, metric=metric, ours=ours, paper=None, baseline=base_row,
@@ -581,12 +622,15 @@ metrics = {
                            cov_error=r["cov_err"], cov_error_exact=r["cov_ref"])
                 for name, r in results.items()},
     "calibration": {name: dict(levels=LEVELS, **c) for name, c in calibration.items()},
-    "ablation": {"n_train": abl["n_train"], "n_test": n_abl, "main_sampler_ratio": main_on_half, "flow_config": abl["flow"], "total_flow_steps": total_steps,
-                 **{key: {str(v): run for v, run in runs.items()} for key, runs in ablation.items()}},
+    "ablation": {"n_train": abl["n_train"], "n_test": n_abl, "main_sampler_ratio": main_on_half,
+                 "flow_config": abl["flow"], "total_flow_steps": total_steps,
+                 **{key: {str(v): run for v, run in runs.items()}
+                    for key, runs in ablation.items()}},
 }
 write_results(results_path, ledger=ledger, metrics=metrics)
 for r in ledger:
-    base_text = f"  ({r['baseline']['name']}: {r['baseline']['value']:.4g})" if r["baseline"] else ""
+    base_text = (f"  ({r['baseline']['name']}: {r['baseline']['value']:.4g})"
+                 if r["baseline"] else "")
     print(f"{r['experiment']:13s} {r['metric']:30s} {r['ours']:9.4g}{base_text}")
 
 # %% [markdown]
@@ -597,21 +641,25 @@ for r in ledger:
 # %%
 worst = torch.argsort(results["sum"]["ed"], descending=True)[:3]
 floor_sum = float(results["sum"]["floor"].mean())
-worst_text = ", ".join(f"y = {float(test_obs['sum'][i, 0]):+.2f} ({float(results['sum']['ed'][i]) / floor_sum:.1f}x)"
-                       for i in worst)
-print(f"sum problem:  energy distance {results['sum']['ratio']:.2f}x the noise floor (prior: "
-      f"{results['sum']['prior_ratio']:.0f}x, i.e. {results['sum']['prior_ratio'] / results['sum']['ratio']:.0f} "
-      f"times the learned sampler's), mean over {cfg['n_test']} observations")
+worst_text = ", ".join(
+    f"y = {float(test_obs['sum'][i, 0]):+.2f} ({float(results['sum']['ed'][i]) / floor_sum:.1f}x)"
+    for i in worst)
+r_sum, r_full = results["sum"], results["full"]
+print(f"sum problem:  energy distance {r_sum['ratio']:.2f}x the noise floor, "
+      f"mean over {cfg['n_test']} observations")
+print(f"              (prior: {r_sum['prior_ratio']:.0f}x, i.e. "
+      f"{r_sum['prior_ratio'] / r_sum['ratio']:.0f} times the learned sampler's)")
 print(f"              worst observations: {worst_text}")
-print(f"full problem: {results['full']['ratio']:.2f}x the floor (prior {results['full']['prior_ratio']:.0f}x)")
-print(f"fit times: sum {format_duration(fit_seconds['sum'])}, full {format_duration(fit_seconds['full'])}")
+print(f"full problem: {r_full['ratio']:.2f}x the floor (prior {r_full['prior_ratio']:.0f}x)")
+print(f"fit times: sum {format_duration(fit_seconds['sum'])}, "
+      f"full {format_duration(fit_seconds['full'])}")
 
 # %% [markdown]
 # * **The learned sampler recovers posteriors it has never seen.** On the sum problem its energy
 #   distance to the exact posterior is a small multiple of the noise floor of 2,000 exact samples
 #   and hundreds of times below the prior's; its means and covariances are off by little more
 #   than Monte Carlo noise, and its samples fill the exact credible regions in the right
-#   proportions. The figure shows both modes of the bimodal posteriors with the right weights.
+#   proportions. The sample figures show both modes of the bimodal posteriors with the right weights.
 # * **The average hides hard cases.** The ratio is a mean over observations, and a few dominate
 #   it: posteriors with close modes of unequal weight (around $y \approx 0.4$ the sum problem has
 #   four) and observations in the tails of $P_Y$, where training pairs are rare. It also varies
