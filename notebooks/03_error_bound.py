@@ -1,11 +1,16 @@
 # %% tags=["remove-cell"]
-# Colab only: install cmmd (hidden in the book; does nothing elsewhere)
+# Colab only: install cmmd with what the chapters import (hidden in the book; does nothing elsewhere).
+# Long runs on Colab: keep the checkpoints on Google Drive, so that a disconnect loses nothing:
+#     from google.colab import drive
+#     drive.mount("/content/drive")
+# then set checkpoint_dir = "/content/drive/MyDrive/cmmd-checkpoints" in the parameters cell below and,
+# after a disconnect, run all cells again: every fit continues from its last finished network.
 import importlib
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    PACKAGE = "git+https://github.com/cmmd-companion/cmmd@main"
+    PACKAGE = "cmmd[colab] @ git+https://github.com/cmmd-companion/cmmd@main"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
     importlib.invalidate_caches()
 
@@ -14,6 +19,7 @@ profile = "cpu"
 device = "auto"
 seed = 0
 results_path = ""
+checkpoint_dir = ""
 
 # %% [markdown]
 # # 3. The error bound (Theorem 2)
@@ -33,10 +39,12 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import Markdown, display
 
-from cmmd.book import write_results
+from cmmd.chapter import book_figure_style, fit_or_resume
 from cmmd.energy import mean_distance
 from cmmd.model import ConditionalMMDFlow, FlowConfig
+from cmmd.results import write_results
 from cmmd.runtime import banner, check_profile, footer, format_duration, resolve_device
 from cmmd.toy import problem_sum
 
@@ -60,7 +68,7 @@ PROFILES = {
 cfg = PROFILES[check_profile(profile)]
 dev = resolve_device(device)
 F64 = dict(device=dev, dtype=torch.float64)
-plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "axes.grid": True, "grid.alpha": 0.3})
+book_figure_style(grid=True)
 
 
 def rng(stream: int) -> torch.Generator:
@@ -80,8 +88,9 @@ start = time.perf_counter()
 # half the energy distance (chapter 1). Let $P_{\tilde X, Y}$ be the joint law of a learned
 # sampler, $\tilde X \sim$ sampler$(Y)$ with $Y \sim P_Y$, and $P_{X,Y}$ the true one.
 #
-# ```{prf:theorem} Posterior error from the joint error (paraphrased)
+# ```{prf:theorem} Posterior error from the joint error (the paper's Theorem 2, paraphrased)
 # :label: thm-error-bound
+# :nonumber:
 #
 # ({cite:t}`hagemann2024posterior`, Theorem 2.) Let $S_d \subset \mathbb R^d$ and
 # $S_n \subset \mathbb R^n$ be compact, let $P_{X,Y}$ and $P_{\tilde X, Y}$ be supported in
@@ -134,16 +143,20 @@ joint_true = torch.cat([x_true, y_true], 1)
 _, y_learned = problem.sample_joint(cfg["n_joint"], generator=g)
 _, obs = problem.sample_joint(cfg["n_obs"], generator=g)
 exact_post = problem.posterior_sample(obs, cfg["n_samples"], generator=g)
-noise_joint = [mmd2_unbiased(joint_true, torch.cat(problem.sample_joint(cfg["n_joint"], generator=g), 1))
-               for _ in range(3)]
+noise_joint = [
+    mmd2_unbiased(joint_true, torch.cat(problem.sample_joint(cfg["n_joint"], generator=g), 1))
+    for _ in range(3)
+]
 noise_level = math.sqrt(float(np.sqrt(np.mean(np.square(noise_joint)))))
 print(f"d = {d}, n = {n}: the theorem's exponent 1/(4(d+n+1)) = {exponent:.4f}")
 exact_post2 = problem.posterior_sample(obs, cfg["n_samples"], generator=g)
 posterior_floor = float(np.mean([d_k(a, b) for a, b in zip(exact_post, exact_post2)]))
 print(f"joint D_K² estimates between independent true samples (M = {cfg['n_joint']:,}): "
-      + ", ".join(f"{v:+.1e}" for v in noise_joint) + f"; noise level of D_K ≈ {noise_level:.1e}")
+      + ", ".join(f"{v:+.1e}" for v in noise_joint))
+print(f"  noise level of D_K ≈ {noise_level:.1e}")
 print(f"mean posterior D_K between two independent exact sample sets of {cfg['n_samples']:,}: "
-      f"{posterior_floor:.1e} (what a perfect sampler would measure)")
+      f"{posterior_floor:.1e}")
+print("  (what a perfect sampler would measure)")
 
 
 # %% [markdown]
@@ -173,8 +186,9 @@ for i, n_train in enumerate(cfg["n_train"]):
     g = rng(10 + i)
     x, y = problem.sample_joint(n_train, generator=g)
     t0 = time.perf_counter()
-    model = ConditionalMMDFlow((d,), (n,), config=config).fit(x.float(), y.float(), generator=g,
-                                                               progress=False)
+    model = fit_or_resume(ConditionalMMDFlow((d,), (n,), config=config), x.float(), y.float(),
+                          generator=g, checkpoint_dir=checkpoint_dir, name=f"03-n{n_train}",
+                          verbose=profile == "paper")
     fit_seconds[n_train] = time.perf_counter() - t0
     for stages in cfg["stages"]:
         sampler = Truncated(model, stages)
@@ -184,9 +198,15 @@ for i, n_train in enumerate(cfg["n_train"]):
         learned_post = sampler.sample(obs, cfg["n_samples"], g_eval)
         post = float(np.mean([d_k(a, b) for a, b in zip(learned_post, exact_post)]))
         records.append(dict(n_train=n_train, stages=stages, joint=joint, posterior=post))
-    print(f"N = {n_train:6,}: fitted in {format_duration(fit_seconds[n_train])}; "
-          + "; ".join(f"l={r['stages']}: joint {r['joint']:.3f}, posterior {r['posterior']:.3f}"
-                      for r in records if r["n_train"] == n_train))
+
+table = ["| N | fit time | " + " | ".join(f"l = {stages}" for stages in cfg["stages"]) + " |",
+         "|---:|---:|" + "---:|" * len(cfg["stages"])]
+for n_train in cfg["n_train"]:
+    cells = [f"{r['joint']:.3f} / {r['posterior']:.3f}" for r in records if r["n_train"] == n_train]
+    table.append(f"| {n_train:,} | {format_duration(fit_seconds[n_train])} | "
+                 + " | ".join(cells) + " |")
+display(Markdown("Joint $D_K$ / mean posterior $D_K$ of each sampler (N training pairs, "
+                 "first l networks):\n\n" + "\n".join(table)))
 
 # %% [markdown]
 # ## What the data say
@@ -196,7 +216,7 @@ for i, n_train in enumerate(cfg["n_train"]):
 # gives the empirical exponent; the theorem's exponent is $1/16$. The dashed curve is the bound
 # $C\,D_K^{1/16}$ with the smallest constant $C$ that holds for every sampler here.
 
-# %%
+# %% mystnb={"figure": {"caption": "Each marker is one sampler: its mean posterior $D_K$ against its joint $D_K$ (log-log); the colour gives the number of training pairs $N$, the shape the number $l$ of networks used. Filled markers enter the least-squares line (solid); hollow ones have a joint $D_K$ below three times its noise level (dotted vertical line), so their position on the joint axis is not resolved. The dashed curve is the bound's shape $C\\,D_K^{1/16}$ with the smallest $C$ above the resolved points: it is nearly flat and lies well above most of them. The dash-dotted line is what a perfect sampler measures.", "name": "fig-ch3-bound"}, "image": {"alt": "Log-log scatter of posterior error against joint error: points along a rising line, a nearly flat dashed bound above them, hollow points at the far left."}}
 joint = np.array([r["joint"] for r in records])
 post = np.array([r["posterior"] for r in records])
 usable = joint > 3 * noise_level
@@ -205,7 +225,7 @@ c_min = float(np.max(post[usable] / joint[usable] ** exponent))
 looseness = c_min * joint[usable] ** exponent / post[usable]
 best = int(np.argmin(np.where(usable, joint, np.inf)))
 
-fig, ax = plt.subplots(figsize=(7, 4.6))
+fig, ax = plt.subplots(figsize=(8.4, 7), layout="constrained")
 markers = {s: m for s, m in zip(cfg["stages"], "o^sDvP*")}
 colours = {n_train: f"C{i}" for i, n_train in enumerate(cfg["n_train"])}
 for r in records:
@@ -224,16 +244,17 @@ for stages, marker in markers.items():
 ax.set(xscale="log", yscale="log", xlabel="joint $D_K$(learned joint, true joint)",
        ylabel="$E_y\\, D_K$(learned posterior, exact posterior)",
        title="Theorem 2 on the sum problem (d = 2, n = 1)")
-ax.legend(fontsize=7, ncol=2, loc="lower right")
-fig.tight_layout()
+fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2)
 plt.show()
 print(f"fitted exponent: {slope:.3f} (theorem: {exponent:.4f}); "
       f"fitted from {int(usable.sum())} of {len(records)} samplers")
-print(f"smallest C making C·D_K^(1/16) a bound here: {c_min:.3f}; "
-      f"the bound then exceeds the measured posterior error by {looseness.min():.1f}x "
+print(f"smallest C making C·D_K^(1/16) a bound here: {c_min:.3f}")
+print(f"  the bound then exceeds the measured posterior error by {looseness.min():.1f}x "
       f"to {looseness.max():.1f}x")
-print(f"smallest resolved joint error (N = {records[best]['n_train']:,}, l = {records[best]['stages']}): joint D_K "
-      f"{joint[best]:.4f}, posterior D_K {post[best]:.4f}, bound {c_min * joint[best] ** exponent:.3f}")
+print(f"smallest resolved joint error (N = {records[best]['n_train']:,}, "
+      f"l = {records[best]['stages']}):")
+print(f"  joint D_K {joint[best]:.4f}, posterior D_K {post[best]:.4f}, "
+      f"bound {c_min * joint[best] ** exponent:.3f}")
 
 # %% [markdown]
 # **Reading the plot.** The theorem is an upper bound, so the questions are whether the
@@ -244,7 +265,7 @@ print(f"smallest resolved joint error (N = {records[best]['n_train']:,}, l = {re
 # %%
 def reading(slope: float, exponent: float, c_min: float, looseness: np.ndarray, at_best: float,
             rho: float) -> str:
-    """A plain statement of what the fitted samplers say about the bound."""
+    """A plain statement of what the fitted samplers say about the bound (Markdown bullets)."""
     together = "move together" if rho > 0.7 else "are only loosely related"
     rate = "falls faster than" if slope > exponent else "falls no faster than"
     lines = [
@@ -258,14 +279,14 @@ def reading(slope: float, exponent: float, c_min: float, looseness: np.ndarray, 
         "measured point: a lower estimate of the theorem's (unknown) constant, from these "
         "samplers only.",
         f"- With that C the bound exceeds the measured posterior error by {looseness.min():.1f}x "
-        f"(where it is tightest) to {looseness.max():.1f}x; at the smallest resolved joint error by "
-        f"{at_best:.1f}x, because D^(1/16) barely shrinks as D does.",
-        f"- {len(records) - int(usable.sum())} of {len(records)} samplers (hollow markers: the better "
-        f"learned ones) have a joint D_K below 3x the noise level {noise_level:.1e} of the joint "
-        f"estimate with M = {cfg['n_joint']:,} pairs; their posterior errors are measured, but where "
-        "they sit on the joint axis is not, so the fit leaves them out. Resolving them needs about "
-        "M ≥ 10⁵ pairs (the noise of D_K² falls like 1/M). Estimates ≤ 0 (clipped) cannot appear on "
-        "the log axes at all.",
+        f"(where it is tightest) to {looseness.max():.1f}x; at the smallest resolved joint error "
+        f"by {at_best:.1f}x, because D^(1/16) barely shrinks as D does.",
+        f"- {len(records) - int(usable.sum())} of {len(records)} samplers (hollow markers: the "
+        f"better learned ones) have a joint D_K below 3x the noise level {noise_level:.1e} of the "
+        f"joint estimate with M = {cfg['n_joint']:,} pairs; their posterior errors are measured, "
+        "but where they sit on the joint axis is not, so the fit leaves them out. Resolving them "
+        "needs about M ≥ 10⁵ pairs (the noise of D_K² falls like 1/M). Estimates ≤ 0 (clipped) "
+        "cannot appear on the log axes at all.",
         f"- On the posterior side a perfect sampler would measure {posterior_floor:.3f} (two exact "
         f"sample sets of {cfg['n_samples']:,}); the best learned samplers come within "
         f"{post.min() / posterior_floor:.1f}x of it.",
@@ -273,9 +294,11 @@ def reading(slope: float, exponent: float, c_min: float, looseness: np.ndarray, 
     return "\n".join(lines)
 
 
-rho = float(np.corrcoef(np.argsort(np.argsort(joint[usable])), np.argsort(np.argsort(post[usable])))[0, 1])
+rank_joint = np.argsort(np.argsort(joint[usable]))
+rank_post = np.argsort(np.argsort(post[usable]))
+rho = float(np.corrcoef(rank_joint, rank_post)[0, 1])
 at_best = c_min * float(joint[best]) ** exponent / float(post[best])
-print(reading(slope, exponent, c_min, looseness, at_best, rho))
+display(Markdown(reading(slope, exponent, c_min, looseness, at_best, rho)))
 
 # %% [markdown]
 # ## Summary
@@ -289,8 +312,10 @@ ledger = [
          paper=None, baseline=None, higher_is_better=False, profile=profile),
 ]
 metrics = {
-    "exponent_theorem": exponent, "fitted_slope": float(slope), "fitted_intercept": float(intercept),
-    "c_min": c_min, "spearman_rho": rho, "posterior_floor_dk": posterior_floor, "noise_level_joint_dk": noise_level, "noise_joint_mmd2": noise_joint,
+    "exponent_theorem": exponent, "fitted_slope": float(slope),
+    "fitted_intercept": float(intercept), "c_min": c_min, "spearman_rho": rho,
+    "posterior_floor_dk": posterior_floor, "noise_level_joint_dk": noise_level,
+    "noise_joint_mmd2": noise_joint,
     "samplers": records, "fit_seconds": {str(k): v for k, v in fit_seconds.items()},
     "flow_config": cfg["flow"], "n_joint": cfg["n_joint"], "n_obs": cfg["n_obs"],
     "n_samples": cfg["n_samples"],
