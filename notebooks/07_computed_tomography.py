@@ -1,11 +1,16 @@
 # %% tags=["remove-cell"]
-# Colab only: install cmmd (hidden in the book; does nothing elsewhere)
+# Colab only: install cmmd with what the chapters import (hidden in the book; does nothing elsewhere).
+# Long runs on Colab: keep the checkpoints on Google Drive, so that a disconnect loses nothing:
+#     from google.colab import drive
+#     drive.mount("/content/drive")
+# then set checkpoint_dir = "/content/drive/MyDrive/cmmd-checkpoints" in the parameters cell below and,
+# after a disconnect, run all cells again: every fit continues from its last finished network.
 import importlib
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    PACKAGE = "git+https://github.com/cmmd-companion/cmmd@main"
+    PACKAGE = "cmmd[colab] @ git+https://github.com/cmmd-companion/cmmd@main"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
     importlib.invalidate_caches()
 
@@ -14,6 +19,7 @@ profile = "cpu"
 device = "auto"
 seed = 0
 results_path = ""
+checkpoint_dir = ""
 dataset = ""  # "" lets the profile decide: "lodopab" in the paper profile, "ellipses" otherwise
 
 # %% [markdown]
@@ -58,12 +64,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from IPython.display import Markdown, display
 
-from cmmd.book import write_results
-from cmmd.configs import CTConfig, estimate_gpu_memory_gb, get_config, settings_table
+from cmmd.chapter import book_figure_style, fit_or_resume
+from cmmd.configs import CTConfig, estimate_gpu_memory_gb, get_config, memory_table, settings_table
 from cmmd.data import CT_SLICES, ct_slices, load_lodopab, random_ellipse_phantoms, shepp_logan
 from cmmd.metrics import posterior_stats, psnr, ssim
 from cmmd.operators import ParallelBeamRadon, lodopab_mu_scale, low_dose
+from cmmd.results import write_results
 from cmmd.runtime import banner, check_profile, footer, resolve_device
 
 # Chapter settings besides the experiment configs (cmmd.configs): posterior samples per evaluation
@@ -75,7 +83,7 @@ PROFILES = {
 }
 cfg = PROFILES[check_profile(profile)]
 dev = resolve_device(device)
-plt.rcParams.update({"figure.dpi": 72, "savefig.dpi": 72})
+book_figure_style()
 SETTINGS = {"ct-lowdose": "low-dose", "ct-limited-angle": "limited-angle"}
 
 
@@ -126,11 +134,9 @@ start = time.perf_counter()
 
 # %%
 table = {e: {p: get_config(e, p).summary() for p in (profile, "paper")} for e in SETTINGS}
-print(settings_table(table))
+display(Markdown(settings_table(table)))
 paper_memory = {e: estimate_gpu_memory_gb(get_config(e, "paper")) for e in SETTINGS}
-print("GPU memory estimate of the paper settings (training, cmmd.configs.estimate_gpu_memory_gb):")
-for e, gb in paper_memory.items():
-    print(f"  {e:18s} {gb:5.2f} GiB -> fits a 16 GB Colab GPU: {gb < 15.0}")
+display(Markdown(memory_table(paper_memory)))
 
 # %% [markdown]
 # ## Data: ellipse phantoms for training, a fixed evaluation set
@@ -155,7 +161,8 @@ for e, gb in paper_memory.items():
 
 # %%
 def evaluation_images(size: int) -> tuple[torch.Tensor, list[str]]:
-    """Shepp–Logan and the real pydicom slices that are installed, (B, 1, size, size), and their names."""
+    """Shepp–Logan and the real pydicom slices that are installed, (B, 1, size, size), and their
+    names."""
     images, names = [shepp_logan(size)], ["Shepp–Logan"]
     for name in CT_SLICES:
         try:
@@ -167,26 +174,30 @@ def evaluation_images(size: int) -> tuple[torch.Tensor, list[str]]:
 
 
 def disc(size: int) -> torch.Tensor:
-    """1 inside the disc that the scan reconstructs (ParallelBeamRadon.circle_mask), else 0; (size, size)."""
+    """1 inside the disc that the scan reconstructs (ParallelBeamRadon.circle_mask), else 0;
+    (size, size)."""
     return ParallelBeamRadon(size, 1).circle_mask(torch.zeros(()))
 
 
 def lodopab_images(split: str, n: int, size: int) -> tuple[torch.Tensor, str]:
-    """The first n LoDoPaB-CT ground-truth images of ``split``, (n, 1, size, size), resized if size ≠ 362,
-    and the data set's note (source and credit)."""
+    """The first n LoDoPaB-CT ground-truth images of ``split``, (n, 1, size, size), resized if
+    size ≠ 362, and the data set's note (source and credit)."""
     dataset = load_lodopab(split, n=n, download=True)
     images = dataset.images
     if images.shape[-1] != size:
-        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True).clamp(0, 1)
+        images = F.interpolate(images, size=(size, size), mode="bilinear",
+                               antialias=True).clamp(0, 1)
     return images, dataset.note
 
 
 DATASET = dataset or ("lodopab" if profile == "paper" else "ellipses")
 if DATASET not in ("lodopab", "ellipses"):
-    raise ValueError(f"dataset must be 'lodopab', 'ellipses' or '' (the profile decides), got {dataset!r}")
+    raise ValueError(f"dataset must be 'lodopab', 'ellipses' or '' (the profile decides), "
+                     f"got {dataset!r}")
 size = get_config("ct-lowdose", profile).x_shape[1]
 if DATASET == "lodopab":
-    (truth, note), eval_names = lodopab_images("test", 4, size), [f"LoDoPaB test {j}" for j in range(4)]
+    truth, note = lodopab_images("test", 4, size)
+    eval_names = [f"LoDoPaB test {j}" for j in range(4)]
     print(note)
 else:
     truth, eval_names = evaluation_images(size)
@@ -198,8 +209,10 @@ for name in eval_names:
     print(f"  {name}: {about}")
 
 # %%
-def observe(exp: CTConfig, operator: ParallelBeamRadon, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """The observed sinogram of images x (B, 1, s, s): low-dose Poisson counts, or noise-free if the config says so."""
+def observe(exp: CTConfig, operator: ParallelBeamRadon, x: torch.Tensor,
+            generator: torch.Generator) -> torch.Tensor:
+    """The observed sinogram of images x (B, 1, s, s): low-dose Poisson counts, or noise-free if
+    the config says so."""
     sinogram = operator(x)
     if exp.low_dose:
         return low_dose(sinogram, mu_scale=lodopab_mu_scale(exp.x_shape[1]), generator=generator)
@@ -211,7 +224,8 @@ def fbp(operator: ParallelBeamRadon, sinogram: torch.Tensor) -> torch.Tensor:
     return operator.fbp(sinogram)
 
 
-def training_pairs(exp: CTConfig, operator: ParallelBeamRadon, stream: int) -> tuple[torch.Tensor, torch.Tensor]:
+def training_pairs(exp: CTConfig, operator: ParallelBeamRadon,
+                   stream: int) -> tuple[torch.Tensor, torch.Tensor]:
     """N training images (ellipse phantoms or LoDoPaB) and the FBP images of their observations."""
     if DATASET == "lodopab":
         images, _ = lodopab_images("train", exp.n_train, exp.x_shape[1])
@@ -223,9 +237,12 @@ def training_pairs(exp: CTConfig, operator: ParallelBeamRadon, stream: int) -> t
 
 experiments = {name: get_config(name, profile) for name in SETTINGS}
 operators = {name: exp.operator() for name, exp in experiments.items()}
-train = {name: training_pairs(exp, operators[name], 10 + 2 * i) for i, (name, exp) in enumerate(experiments.items())}
+train = {name: training_pairs(exp, operators[name], 10 + 2 * i)
+         for i, (name, exp) in enumerate(experiments.items())}
+
+# %% mystnb={"figure": {"caption": "Six training pairs: the ground-truth images (top; random ellipse phantoms in the `cpu` run, LoDoPaB-CT images with `dataset = \"lodopab\"`) and the FBP images of their low-dose (middle) and limited-angle (bottom) observations, the conditions the flows learn from. The low-dose FBPs are covered with streaks of photon noise; the limited-angle FBPs are in addition smeared along the directions of the missing angles.", "name": "fig-ch7-training"}, "image": {"alt": "Three rows of six small CT images: piecewise-constant ellipse phantoms, their noisy streaked FBP reconstructions, and smeared limited-angle FBPs"}}
 x0, y0 = train["ct-lowdose"][0][:6].cpu(), {name: pair[1][:6].cpu() for name, pair in train.items()}
-fig, axes = plt.subplots(3, 6, figsize=(7.5, 4.0))
+fig, axes = plt.subplots(3, 6, figsize=(7.8, 4.6))
 for col in range(6):
     axes[0, col].imshow(x0[col, 0], cmap="gray", vmin=0, vmax=1)
     axes[1, col].imshow(y0["ct-lowdose"][col, 0], cmap="gray", vmin=0, vmax=1)
@@ -233,10 +250,10 @@ for col in range(6):
 for ax in axes.flat:
     ax.set_xticks([])
     ax.set_yticks([])
-for row, label in enumerate(("truth", "FBP low-dose", "FBP limited")):
-    axes[row, 0].set_ylabel(label, fontsize=8)
-fig.suptitle(f"Training pairs: {'LoDoPaB-CT images' if DATASET == 'lodopab' else 'ellipse phantoms'} "
-             "and the FBP of their observations", fontsize=10)
+for row, label in enumerate(("truth", "FBP\nlow-dose", "FBP\nlimited")):
+    axes[row, 0].set_ylabel(label)
+kind = "LoDoPaB-CT images" if DATASET == "lodopab" else "ellipse phantoms"
+fig.suptitle(f"Training pairs: {kind} and the FBP of their observations")
 fig.tight_layout()
 plt.show()
 
@@ -252,15 +269,20 @@ plt.show()
 models, fit_seconds = {}, {}
 for i, (name, exp) in enumerate(experiments.items()):
     x, y = (t.to(dev) for t in train[name])
-    model = exp.build_flow(init_seed=1000 * seed + 20 + i, device=dev, lr_schedule=cfg["lr_schedule"])
+    model = exp.build_flow(init_seed=1000 * seed + 20 + i, device=dev,
+                           lr_schedule=cfg["lr_schedule"])
     t0 = time.perf_counter()
-    model.fit(x, y, generator=rng(30 + i), progress=False)
+    fit_or_resume(model, x, y, generator=rng(30 + i), checkpoint_dir=checkpoint_dir,
+                  name=f"07-{name}", verbose=profile == "paper",
+                  memory_estimate_gb=estimate_gpu_memory_gb(exp) if profile == "paper" else None)
     fit_seconds[name] = time.perf_counter() - t0
     models[name] = model
     h = model.history
     print(f"{name}: {len(model.networks)} networks trained in {fit_seconds[name]:.0f} s")
-    print(f"  {'network':>8s} {'T_l':>6s} {'MMD² after flow':>16s} {'after network':>14s} {'train loss':>11s}")
-    for l, row in enumerate(zip(h.flow_steps, h.mmd2_after_flow, h.mmd2_after_network, h.train_loss)):
+    print(f"  {'network':>8s} {'T_l':>6s} {'MMD² after flow':>16s} {'after network':>14s} "
+          f"{'train loss':>11s}")
+    history = zip(h.flow_steps, h.mmd2_after_flow, h.mmd2_after_network, h.train_loss)
+    for l, row in enumerate(history):
         print(f"  {l + 1:8d} {row[0]:6d} {row[1]:16.3e} {row[2]:14.3e} {row[3]:11.3e}")
 
 # %% [markdown]
@@ -278,7 +300,8 @@ for i, (name, exp) in enumerate(experiments.items()):
     condition = fbp(operator, sinogram)
     samples = models[name].sample(condition, cfg["n_samples"], generator=rng(50 + i)).clamp(0, 1)
     mean, std = posterior_stats(samples)
-    results[name] = dict(sinogram=sinogram, fbp=condition.clamp(0, 1), samples=samples, mean=mean, std=std)
+    results[name] = dict(sinogram=sinogram, fbp=condition.clamp(0, 1), samples=samples, mean=mean,
+                         std=std)
     print(f"{name}: {samples.shape[1]} samples for each of {samples.shape[0]} images")
 
 # %% [markdown]
@@ -288,15 +311,19 @@ for i, (name, exp) in enumerate(experiments.items()):
 # mean, the ground truth, and the posterior standard deviation in absolute units, on **one**
 # colour scale shared by both settings (colour bar on the right).
 
-# %%
+# %% mystnb={"figure": {"caption": "Low-dose CT. Rows: the evaluation images (Shepp–Logan, then the real slices). Columns: the FBP (the condition), three posterior samples, their mean, the ground truth and the posterior standard deviation, on the colour scale shared with {numref}`fig-ch7-samples-limited`. The samples are grainy; their mean removes the noise streaks of the FBP but is blurred and misses the fine anatomy of the real slices (the skull of the head slice, the vertebra of the spine slice), which the ellipse prior has never seen. The standard deviation is high over the whole object.", "name": "fig-ch7-samples-lowdose"}, "image": {"alt": "Grid of four rows and seven columns of 64 by 64 CT images with a magenta standard-deviation column and a colour bar"}}
 vmax_std = max(float(r["std"].max()) for r in results.values())
-for name, label in SETTINGS.items():
+
+
+def show_samples(name: str, label: str) -> None:
+    """The FBP, samples, mean, truth and std of every evaluation image (rows) in one setting."""
     r, s = results[name], cfg["shown_samples"]
     cols = ["FBP"] + [f"sample {j + 1}" for j in range(s)] + ["mean", "truth", "std"]
     k = truth.shape[0]
-    fig, axes = plt.subplots(k, len(cols), figsize=(1.3 * len(cols) + 0.6, 1.35 * k), squeeze=False)
+    fig, axes = plt.subplots(k, len(cols), figsize=(8.6, 1.15 * k + 0.8), squeeze=False)
     for row in range(k):
-        images = [r["fbp"][row]] + [r["samples"][row, j] for j in range(s)] + [r["mean"][row], truth[row]]
+        images = ([r["fbp"][row]] + [r["samples"][row, j] for j in range(s)]
+                  + [r["mean"][row], truth[row]])
         for col, img in enumerate(images):
             axes[row, col].imshow(img[0].cpu(), cmap="gray", vmin=0, vmax=1)
         im = axes[row, -1].imshow(r["std"][row, 0].cpu(), cmap="magma", vmin=0, vmax=vmax_std)
@@ -304,10 +331,16 @@ for name, label in SETTINGS.items():
         ax.set_xticks([])
         ax.set_yticks([])
     for col, title in enumerate(cols):
-        axes[0, col].set_title(title, fontsize=9)
-    fig.suptitle(f"{label} CT ({size}×{size}): posterior samples given the FBP", y=0.99, fontsize=10)
+        axes[0, col].set_title(title)
+    fig.suptitle(f"{label} CT ({size}×{size}): posterior samples given the FBP", y=0.99)
     fig.colorbar(im, ax=axes, fraction=0.02, pad=0.01, label="posterior std")
     plt.show()
+
+
+show_samples("ct-lowdose", SETTINGS["ct-lowdose"])
+
+# %% mystnb={"figure": {"caption": "Limited-angle CT, as {numref}`fig-ch7-samples-lowdose` (same colour scale for the standard deviation). The FBPs carry streaks along the directions of the missing angles; the flow removes most of them, but its mean is again blurred and misses the fine anatomy of the real slices.", "name": "fig-ch7-samples-limited"}, "image": {"alt": "Grid of four rows and seven columns of 64 by 64 limited-angle CT images with a magenta standard-deviation column and a colour bar"}}
+show_samples("ct-limited-angle", SETTINGS["ct-limited-angle"])
 
 # %% [markdown]
 # ## Where the missing angles leave uncertainty
@@ -321,7 +354,7 @@ for name, label in SETTINGS.items():
 # in the centre), with the missing wedge outlined in the limited-angle panel. A posterior that has
 # learned what the data leave open puts its spread there.
 
-# %%
+# %% mystnb={"figure": {"caption": "Top: the posterior standard deviation averaged over the evaluation images, low-dose (left) and limited-angle (right), on one colour scale. Bottom: the log power spectrum of the posterior spread (sample − mean), zero frequency in the centre; the dashed cyan lines bound the double wedge of frequencies that the limited-angle scan does not measure. The limited-angle spread concentrates its low frequencies in that wedge (the bright horizontal bar at the centre); the low-dose spread shows no preferred direction.", "name": "fig-ch7-spectrum"}, "image": {"alt": "Two magenta standard-deviation maps above two spectra; the limited-angle spectrum has a bright horizontal bar between dashed wedge lines"}}
 def power_spectrum(images: torch.Tensor) -> torch.Tensor:
     """Mean power spectrum |FFT|² of images (B, 1, s, s), zero frequency centred; (s, s)."""
     power = torch.fft.fft2(images.double()).abs().square().mean((0, 1))
@@ -329,16 +362,19 @@ def power_spectrum(images: torch.Tensor) -> torch.Tensor:
 
 
 def spread_spectrum(samples: torch.Tensor) -> torch.Tensor:
-    """Mean power spectrum of the spread sample − posterior mean over samples and images; (s, s)."""
+    """Mean power spectrum of the spread sample − posterior mean over samples and images;
+    (s, s)."""
     return power_spectrum((samples - samples.mean(1, keepdim=True)).flatten(0, 1))
 
 
 def wedge_lines(ax, size: int, missing: tuple[float, float]) -> None:
-    """Draw the frequency lines k(−sin θ, cos θ) of the two angles that bound the missing range."""
+    """Draw the frequency lines k(−sin θ, cos θ) of the two angles that bound the missing
+    range."""
     c, r = size // 2, size / 2
     for theta in missing:
         drow, dcol = -math.sin(theta), math.cos(theta)
-        ax.plot([c - r * dcol, c + r * dcol], [c - r * drow, c + r * drow], color="cyan", lw=1, ls="--")
+        ax.plot([c - r * dcol, c + r * dcol], [c - r * drow, c + r * drow], color="cyan", lw=1,
+                ls="--")
     ax.set_xlim(-0.5, size - 0.5)
     ax.set_ylim(size - 0.5, -0.5)
 
@@ -346,28 +382,31 @@ def wedge_lines(ax, size: int, missing: tuple[float, float]) -> None:
 std_maps = {name: r["std"].mean((0, 1)).cpu() for name, r in results.items()}
 spectra = {name: spread_spectrum(r["samples"]).cpu() for name, r in results.items()}
 std_top = max(float(m.max()) for m in std_maps.values())
-low, high = (f(float(s.log10().quantile(q)) for s in spectra.values()) for f, q in ((min, 0.01), (max, 1.0)))
+low, high = (f(float(s.log10().quantile(q)) for s in spectra.values())
+             for f, q in ((min, 0.01), (max, 1.0)))
 limited = operators["ct-limited-angle"]
 # the measured angles run from θ_first to θ_last in steps Δθ; the rest of the half circle is missing
 missing = (float(limited.angles[-1]) + limited.angle_step, float(limited.angles[0]) + math.pi)
-fig, axes = plt.subplots(1, 4, figsize=(11, 3.0), layout="constrained")
+fig, axes = plt.subplots(2, 2, figsize=(7.6, 7.0), layout="constrained")
 for col, (name, label) in enumerate(SETTINGS.items()):
-    im = axes[col].imshow(std_maps[name], cmap="magma", vmin=0, vmax=std_top)
-    axes[col].set_title(f"mean std: {label}", fontsize=9)
-    sp = axes[2 + col].imshow(spectra[name].log10(), cmap="viridis", vmin=low, vmax=high)
-    axes[2 + col].set_title(f"spread spectrum: {label}", fontsize=9)
-wedge_lines(axes[3], size, missing)
-fig.colorbar(im, ax=axes[:2], shrink=0.9, label="posterior std")
-fig.colorbar(sp, ax=axes[2:], shrink=0.9, label="log10 power")
-for ax in axes:
+    im = axes[0, col].imshow(std_maps[name], cmap="magma", vmin=0, vmax=std_top)
+    axes[0, col].set_title(f"mean std: {label}")
+    sp = axes[1, col].imshow(spectra[name].log10(), cmap="viridis", vmin=low, vmax=high)
+    axes[1, col].set_title(f"spread spectrum: {label}")
+wedge_lines(axes[1, 1], size, missing)
+fig.colorbar(im, ax=axes[0, :], shrink=0.9, label="posterior std")
+fig.colorbar(sp, ax=axes[1, :], shrink=0.9, label="log10 power")
+for ax in axes.flat:
     ax.set_xticks([])
     ax.set_yticks([])
 plt.show()
 
 
-def wedge_share(power: torch.Tensor, size: int, missing: tuple[float, float], k_max: float = math.inf) -> float:
-    """Fraction of the spectral power at frequencies 0 < |k| <= k_max whose angle lies in the missing range
-    [missing[0], missing[1]) taken modulo π (the range may pass π)."""
+# %%
+def wedge_share(power: torch.Tensor, size: int, missing: tuple[float, float],
+                k_max: float = math.inf) -> float:
+    """Fraction of the spectral power at frequencies 0 < |k| <= k_max whose angle lies in the
+    missing range [missing[0], missing[1]) taken modulo π (the range may pass π)."""
     k = torch.arange(size, dtype=torch.float64) - size // 2
     krow, kcol = torch.meshgrid(k, k, indexing="ij")
     # the frequency k(−sin θ, cos θ) has θ = atan2(−k_row, k_col), taken modulo π
@@ -383,16 +422,21 @@ flat = torch.ones(size, size, dtype=torch.float64)
 wedge, fbp_wedge = {}, {}
 for name, r in results.items():
     fbp_power = power_spectrum(r["fbp"] - truth).cpu()
-    wedge[name] = {band: wedge_share(spectra[name], size, missing, k) for band, k in (("all", math.inf), ("low", K_LOW))}
-    fbp_wedge[name] = {band: wedge_share(fbp_power, size, missing, k) for band, k in (("all", math.inf), ("low", K_LOW))}
-area = {band: wedge_share(flat, size, missing, k) for band, k in (("all", math.inf), ("low", K_LOW))}
+    wedge[name] = {band: wedge_share(spectra[name], size, missing, k)
+                   for band, k in (("all", math.inf), ("low", K_LOW))}
+    fbp_wedge[name] = {band: wedge_share(fbp_power, size, missing, k)
+                       for band, k in (("all", math.inf), ("low", K_LOW))}
+area = {band: wedge_share(flat, size, missing, k)
+        for band, k in (("all", math.inf), ("low", K_LOW))}
 print("share of the spectral power in the missing-angle wedge")
 print(f"  {'':14s} {'all frequencies':>34s} {f'|k| <= {K_LOW:g}':>34s}")
-print(f"  {'':14s} {'posterior spread':>17s} {'FBP error':>16s} {'posterior spread':>17s} {'FBP error':>16s}")
+print(f"  {'':14s} {'posterior spread':>17s} {'FBP error':>16s} {'posterior spread':>17s} "
+      f"{'FBP error':>16s}")
 for name, label in SETTINGS.items():
     print(f"  {label:14s} {wedge[name]['all']:17.1%} {fbp_wedge[name]['all']:16.1%} "
           f"{wedge[name]['low']:17.1%} {fbp_wedge[name]['low']:16.1%}")
-print(f"  (the wedge holds {area['all']:.1%} of all frequencies and {area['low']:.1%} of those with |k| <= {K_LOW:g})")
+print(f"  (the wedge holds {area['all']:.1%} of all frequencies and {area['low']:.1%} of those "
+      f"with |k| <= {K_LOW:g})")
 
 # %% [markdown]
 # ## Do the samples explain the measured sinogram?
@@ -413,40 +457,44 @@ def residual(operator: ParallelBeamRadon, x: torch.Tensor, sinogram: torch.Tenso
 residuals = {}
 for name, r in results.items():
     operator, b, n = operators[name], *r["samples"].shape[:2]
-    per_sample = residual(operator, r["samples"].flatten(0, 1), r["sinogram"].repeat_interleave(n, 0)).view(b, n)
-    residuals[name] = dict(samples=per_sample.cpu(), truth=residual(operator, truth, r["sinogram"]).cpu(),
+    per_sample = residual(operator, r["samples"].flatten(0, 1),
+                          r["sinogram"].repeat_interleave(n, 0)).view(b, n)
+    residuals[name] = dict(samples=per_sample.cpu(),
+                           truth=residual(operator, truth, r["sinogram"]).cpu(),
                            mean=residual(operator, r["mean"], r["sinogram"]).cpu(),
                            fbp=residual(operator, r["fbp"], r["sinogram"]).cpu(),
                            norm=r["sinogram"].flatten(1).norm(dim=1).cpu())
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+# %% mystnb={"figure": {"caption": "Sinogram residuals $\\lVert A x - y \\rVert$ per evaluation image, low-dose (top) and limited-angle (bottom): the posterior samples (blue dots), the posterior mean (orange square), the FBP (red cross), and the residual of the ground truth, i.e. the noise level (black bar). Low-dose: on the real slices the samples lie near the noise level (the FBP, which fits the noise, below it), on Shepp–Logan far above it. Limited-angle: the samples fit the measured angles far better than the FBP on the real slices, but stay well above the noise level on Shepp–Logan and explicit_VR-UN.dcm.", "name": "fig-ch7-residuals"}, "image": {"alt": "Two strip plots of sinogram residuals for four images, with sample dots, mean squares, FBP crosses and black noise-level bars"}}
+fig, axes = plt.subplots(2, 1, figsize=(8.4, 6.8), layout="constrained")
 for ax, (name, label) in zip(axes, SETTINGS.items()):
     res = residuals[name]
     positions = np.arange(len(eval_names))
     for j in positions:
         values = res["samples"][j].numpy()
-        ax.plot(np.full(len(values), j) + np.linspace(-0.15, 0.15, len(values)), values, ".", color="C0",
-                alpha=0.6, label="samples" if j == 0 else None)
+        ax.plot(np.full(len(values), j) + np.linspace(-0.15, 0.15, len(values)), values, ".",
+                color="C0", alpha=0.6, label="samples" if j == 0 else None)
     ax.plot(positions, res["truth"].numpy(), "k_", ms=22, mew=2, label="noise level (truth)")
     ax.plot(positions, res["mean"].numpy(), "s", color="C1", label="posterior mean")
     ax.plot(positions, res["fbp"].numpy(), "x", color="C3", label="FBP")
-    ax.set_xticks(positions, eval_names, fontsize=7)
+    ax.set_xticks(positions, eval_names)
     ax.set(ylabel="‖A x − y‖", title=f"{label}: sinogram residuals")
     ax.grid(alpha=0.3)
-axes[0].legend(fontsize=7)
-fig.tight_layout()
+fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=4)
 plt.show()
 
 # %%
 for name, label in SETTINGS.items():
     res = residuals[name]
     print(f"{label}: residual ‖A x − y‖ / ‖y‖ per evaluation image")
-    print(f"  {'image':22s} {'noise level':>12s} {'samples (mean ± std)':>22s} {'posterior mean':>15s} {'FBP':>8s}")
+    print(f"  {'image':22s} {'noise level':>12s} {'samples (mean ± std)':>22s} "
+          f"{'posterior mean':>15s} {'FBP':>8s}")
     for j, image in enumerate(eval_names):
         norm = float(res["norm"][j])
         s = res["samples"][j] / norm
         print(f"  {image:22s} {float(res['truth'][j]) / norm:12.4f} "
-              f"{float(s.mean()):13.4f} ± {float(s.std()):.4f} {float(res['mean'][j]) / norm:15.4f} "
+              f"{float(s.mean()):13.4f} ± {float(s.std()):.4f} "
+              f"{float(res['mean'][j]) / norm:15.4f} "
               f"{float(res['fbp'][j]) / norm:8.4f}")
     print()
 
@@ -463,7 +511,8 @@ for name, label in SETTINGS.items():
 # %%
 def per_image_scores(estimate: torch.Tensor) -> dict[str, torch.Tensor]:
     """PSNR and SSIM of each evaluation image's estimate (B, 1, s, s)."""
-    return dict(psnr=psnr(estimate, truth, data_range=1.0).cpu(), ssim=ssim(estimate, truth, data_range=1.0).cpu())
+    return dict(psnr=psnr(estimate, truth, data_range=1.0).cpu(),
+                ssim=ssim(estimate, truth, data_range=1.0).cpu())
 
 
 scores, per_image = {}, {}
@@ -472,25 +521,29 @@ for name, r in results.items():
     flat, ref = r["samples"].flatten(0, 1), truth.repeat_interleave(n, 0)
     sample_psnr = psnr(flat, ref, data_range=1.0).cpu()
     sample_ssim = ssim(flat, ref, data_range=1.0).cpu()
-    per_image[name] = {"FBP": per_image_scores(r["fbp"]), "posterior mean": per_image_scores(r["mean"]),
-                       "single sample": dict(psnr=sample_psnr.view(b, n).mean(1), ssim=sample_ssim.view(b, n).mean(1))}
+    per_image[name] = {"FBP": per_image_scores(r["fbp"]),
+                       "posterior mean": per_image_scores(r["mean"]),
+                       "single sample": dict(psnr=sample_psnr.view(b, n).mean(1),
+                                             ssim=sample_ssim.view(b, n).mean(1))}
     scores[name] = {
         "FBP": {k: float(v.mean()) for k, v in per_image[name]["FBP"].items()},
-        "posterior mean": {k: float(v.mean()) for k, v in per_image[name]["posterior mean"].items()},
+        "posterior mean": {k: float(v.mean())
+                           for k, v in per_image[name]["posterior mean"].items()},
         "single sample": dict(psnr=float(sample_psnr.mean()), psnr_std=float(sample_psnr.std()),
                               ssim=float(sample_ssim.mean()), ssim_std=float(sample_ssim.std())),
     }
 
 for name, label in SETTINGS.items():
     sc = scores[name]
-    print(f"{label} CT, {truth.shape[0]} evaluation images, {results[name]['samples'].shape[1]} samples each")
+    print(f"{label} CT, {truth.shape[0]} evaluation images, "
+          f"{results[name]['samples'].shape[1]} samples each")
     print(f"  {'estimate':16s} {'PSNR (dB)':>14s} {'SSIM':>15s} {'paper':>9s}")
     for est in ("FBP", "posterior mean"):
         print(f"  {est:16s} {sc[est]['psnr']:14.2f} {sc[est]['ssim']:15.3f} {'unknown':>9s}")
     s = sc["single sample"]
-    print(f"  {'single sample':16s} {s['psnr']:8.2f} ± {s['psnr_std']:.2f} {s['ssim']:8.3f} ± {s['ssim_std']:.3f} "
-          f"{'unknown':>9s}")
-    print(f"  per image (PSNR dB: FBP / posterior mean / single sample):")
+    print(f"  {'single sample':16s} {s['psnr']:8.2f} ± {s['psnr_std']:.2f} "
+          f"{s['ssim']:8.3f} ± {s['ssim_std']:.3f} {'unknown':>9s}")
+    print("  per image (PSNR dB: FBP / posterior mean / single sample):")
     for j, image in enumerate(eval_names):
         values = " / ".join(f"{float(per_image[name][e]['psnr'][j]):.2f}" for e in per_image[name])
         print(f"    {image:22s} {values}")
@@ -544,13 +597,15 @@ ledger = []
 for name in SETTINGS:
     sc = scores[name]
     for metric, field in (("psnr-mean", "psnr"), ("ssim-mean", "ssim")):
-        ledger.append(dict(experiment=name, metric=metric, ours=sc["posterior mean"][field], paper=None,
-                           baseline={"name": "FBP", "value": sc["FBP"][field]}, higher_is_better=True,
-                           profile=profile))
+        ledger.append(dict(experiment=name, metric=metric, ours=sc["posterior mean"][field],
+                           paper=None, baseline={"name": "FBP", "value": sc["FBP"][field]},
+                           higher_is_better=True, profile=profile))
 metrics = {
-    name: dict(settings=table[name][profile], lr_schedule=cfg["lr_schedule"], n_samples=cfg["n_samples"],
+    name: dict(settings=table[name][profile], lr_schedule=cfg["lr_schedule"],
+               n_samples=cfg["n_samples"],
                eval_images=eval_names, scores=scores[name],
-               per_image={e: {k: v.tolist() for k, v in d.items()} for e, d in per_image[name].items()},
+               per_image={e: {k: v.tolist() for k, v in d.items()}
+                          for e, d in per_image[name].items()},
                residuals={k: v.tolist() for k, v in residuals[name].items()},
                spread_in_missing_wedge=wedge[name], fbp_error_in_missing_wedge=fbp_wedge[name],
                fit_seconds=fit_seconds[name],
@@ -559,19 +614,20 @@ metrics = {
 }
 metrics["missing_wedge_area"] = area
 metrics["paper_gpu_memory_gb"] = paper_memory
-metrics["data"] = (("training: the first LoDoPaB-CT training images (cmmd.data.load_lodopab)" if DATASET == "lodopab"
+metrics["data"] = (("training: the first LoDoPaB-CT training images (cmmd.data.load_lodopab)"
+                    if DATASET == "lodopab"
                     else "training: random ellipse phantoms (cmmd.data.random_ellipse_phantoms)")
                    + "; evaluation: " + ", ".join(eval_names))
 write_results(results_path, ledger=ledger, metrics=metrics)
 for row in ledger:
-    print(f"{row['experiment']:18s} {row['metric']:10s} {row['ours']:8.3f}   (FBP: {row['baseline']['value']:.3f}, "
-          f"paper: unknown)")
+    print(f"{row['experiment']:18s} {row['metric']:10s} {row['ours']:8.3f}   "
+          f"(FBP: {row['baseline']['value']:.3f}, paper: unknown)")
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 for name, label in SETTINGS.items():
     print(f"{label}: the ledger has a PSNR and an SSIM row, baseline FBP:",
-          sum(row["experiment"] == name and row["baseline"]["name"] == "FBP" for row in ledger) == 2)
+          sum(row["experiment"] == name and row["baseline"]["name"] == "FBP"
+              for row in ledger) == 2)
 
 # %%
 footer(time.perf_counter() - start, dev)
