@@ -582,6 +582,14 @@ def run_notebook(
     return RunOutcome(name, "ran", out_nb, wall)
 
 
+def _copy_caption(new: dict, old: dict) -> None:
+    """Give the executed cell's metadata ``old`` the caption and alt text (``mystnb``) of the source's ``new``."""
+    if "mystnb" in new:
+        old["mystnb"] = new["mystnb"]
+    else:
+        old.pop("mystnb", None)
+
+
 def refresh_text(
     name: str,
     *,
@@ -589,7 +597,8 @@ def refresh_text(
     generated_dir: str | os.PathLike = GENERATED_DIR,
     log: Callable[[str], None] = print,
 ) -> None:
-    """Copy the markdown of an edited ``notebooks/NAME.py`` into its executed notebook, executing nothing.
+    """Copy the prose of an edited ``notebooks/NAME.py`` into its executed notebook, executing nothing: the
+    markdown cells and the figure captions and alt texts of the code cells (their ``mystnb`` metadata).
 
     Allowed only when the cells of the source line up with the executed ones and every code cell is
     unchanged (the ``parameters`` cell compared as the run rewrote it): the outputs are then exactly
@@ -628,6 +637,7 @@ def refresh_text(
             code = _rewrite_parameters(code, meta["parameters"])
         if code != old.source:
             raise NotebookError(f"{name}: code cell {index} differs from the executed one; {rerun}")
+        _copy_caption(new.metadata, old.metadata)
     stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     record = {**meta, "source_hash": digest, "text_refreshed_at": stamp}
     executed.metadata["cmmd"] = record

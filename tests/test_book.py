@@ -228,14 +228,20 @@ def test_run_notebook_writes_skips_and_reports_failures(tmp_path):
 
     assert book.run_notebook("01_toy", profile="smoke", seed=2, **kw).status == "skipped"
 
-    # Prose edited: --refresh-text takes the new markdown, keeps the outputs, and the copy is current.
+    # Prose edited: --refresh-text takes the new markdown and captions, keeps the outputs, and the copy is current.
     source_text = TRIVIAL.format(colab=book.colab_cell_source())
-    (src / "01_toy.py").write_text(source_text.replace("# # A trivial chapter", "# # A trivial chapter, retitled"))
+    captioned = '# %% mystnb={"figure": {"caption": "A new caption"}}\nfrom cmmd.book import write_results'
+    assert source_text.count("# %%\nfrom cmmd.book import write_results") == 1
+    edited = source_text.replace("# # A trivial chapter", "# # A trivial chapter, retitled").replace(
+        "# %%\nfrom cmmd.book import write_results", captioned)
+    (src / "01_toy.py").write_text(edited)
     assert book.stale_reasons("01_toy", profile="smoke", notebooks_dir=src, generated_dir=out)
     book.refresh_text("01_toy", **kw)
     assert book.stale_reasons("01_toy", profile="smoke", notebooks_dir=src, generated_dir=out) == []
     refreshed = json.loads((out / "01_toy.ipynb").read_text())
     assert "retitled" in json.dumps(refreshed["cells"]) and refreshed["metadata"]["cmmd"]["text_refreshed_at"]
+    assert [c["metadata"]["mystnb"] for c in refreshed["cells"] if "mystnb" in c["metadata"]] == [
+        {"figure": {"caption": "A new caption"}}]
     assert [c.get("outputs") for c in refreshed["cells"]] == [c.get("outputs") for c in executed["cells"]]
     refreshed_record = json.loads((out / "01_toy.json").read_text())
     assert refreshed_record["ledger"] == record["ledger"]
@@ -247,7 +253,7 @@ def test_run_notebook_writes_skips_and_reports_failures(tmp_path):
     with pytest.raises(book.NotebookError, match=r"code cell 3 differs.*--force"):
         book.refresh_text("01_toy", **kw)
     assert (out / "01_toy.ipynb").read_text() == unchanged
-    (src / "01_toy.py").write_text(source_text.replace("# # A trivial chapter", "# # A trivial chapter, retitled"))
+    (src / "01_toy.py").write_text(edited)
     assert book.stale_reasons("01_toy", profile="cpu", notebooks_dir=src, generated_dir=out) == [
         "01_toy.ipynb was produced by profile 'smoke', not 'cpu'"
     ]
