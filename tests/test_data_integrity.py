@@ -23,15 +23,9 @@ h5py = pytest.importorskip("h5py")
 
 
 @pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    """An empty $CMMD_DATA_DIR and no network for every test."""
-    monkeypatch.setenv("CMMD_DATA_DIR", str(tmp_path / "data"))
-
-    def no_network(url, *args, **kwargs):
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(urllib.request, "urlopen", no_network)
-    return tmp_path / "data"
+def offline(offline_data):
+    """Every test of this module runs offline (tests.conftest.offline_data); returns the data directory."""
+    return offline_data
 
 
 def serve(monkeypatch, files: dict[str, bytes]) -> None:

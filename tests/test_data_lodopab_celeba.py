@@ -30,15 +30,9 @@ Image = pytest.importorskip("PIL.Image")
 
 
 @pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    """Empty $CMMD_DATA_DIR and no network, for every test; returns the data directory."""
-    monkeypatch.setenv("CMMD_DATA_DIR", str(tmp_path / "data"))
-
-    def no_network(url, *args, **kwargs):
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(urllib.request, "urlopen", no_network)
-    return tmp_path / "data"
+def offline(offline_data):
+    """Every test of this module runs offline (tests.conftest.offline_data); returns the data directory."""
+    return offline_data
 
 
 class NetworkTouched(Exception):
