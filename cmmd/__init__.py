@@ -3,7 +3,9 @@
 A reproducible companion of Hagemann, Hertrich, Altekrüger, Beinert, Chemseddine and Steidl,
 "Posterior Sampling Based on Gradient Flows of the MMD with Negative Distance Kernel", ICLR 2024
 (arXiv 2310.03054). The modules follow one concept each: ``energy`` (exact MMD), ``sliced``
-(sorting and slicing), ``flow`` (particle flows), and the rest as listed in DESIGN.md.
+(sorting and slicing), ``flow`` (particle flows), and the rest in the layers of README.md's
+"Architecture" section. The method and the authors' settings are explained in the book's page
+"Method and settings", book/method.md.
 """
 
 from cmmd.energy import mmd2, mmd2_grad

@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 
 from cmmd._sort import sorted_keys
-from cmmd.configs import get_config
+from cmmd.experiments import get_config
 from cmmd.energy import mmd2_grad
 from cmmd.model import ConditionalMMDFlow
 from cmmd.nets import count_parameters

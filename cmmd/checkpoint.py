@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 CHECKSUM_KEY = "sha256"
 _TMP_SUFFIX = ".tmp"
 _HASH_ROWS = 1 << 16  # rows of x or y copied to the CPU and hashed at a time

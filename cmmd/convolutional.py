@@ -3,7 +3,8 @@ r"""Sampling a learned flow fully convolutionally, on images larger than the tra
 A :class:`cmmd.model.ConditionalMMDFlow` whose networks are convolutional (a :class:`cmmd.nets.UNet` with a
 condition encoder that scales with its input, such as ``ResizedImage(factor=4)``) can be applied to an
 observation of any size: the noise z ~ U[0, 1] is drawn on the large grid and every network maps
-x ← x − Φ_l(x, y) there (METHOD.md §5, materials: a 600×600 test image after training on 100×100 tiles).
+x ← x − Φ_l(x, y) there (materials: a 600×600 test image after training on 100×100 tiles; the book's page
+"Method and settings", book/method.md, §5).
 :meth:`~cmmd.model.ConditionalMMDFlow.sample` checks that y has the training shape, so it does not cover this.
 
 Borders: the networks never saw an image edge during training (the tiles were cut from larger images, and the
@@ -13,16 +14,28 @@ cropped back afterwards [code: ``run_material_superres.py`` pads 40 px].
 
 from __future__ import annotations
 
+from typing import Any, Protocol, Sequence
+
 import torch
 import torch.nn.functional as F
 
 from cmmd._checks import check_floating, check_positive_int
-from cmmd.model import ConditionalMMDFlow
+
+
+class TrainedFlow(Protocol):
+    """What :func:`sample_fully_convolutional` uses of a trained flow, such as a
+    :class:`cmmd.model.ConditionalMMDFlow` (a layer above this module, so it is not imported here)."""
+
+    networks: Sequence[torch.nn.Module]
+    x_shape: tuple[int, ...]
+    config: Any  # its ``sample_batch`` is the default batch size
+
+    def transport(self, z: torch.Tensor, y: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor: ...
 
 
 @torch.no_grad()
 def sample_fully_convolutional(
-    model: ConditionalMMDFlow,
+    model: TrainedFlow,
     y: torch.Tensor,
     n_samples: int,
     *,

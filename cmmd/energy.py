@@ -7,8 +7,8 @@ For empirical measures mu = 1/N sum_i delta_{x_i} and nu = 1/M sum_k delta_{y_k}
     \mathrm{MMD}^2(\mu, \nu) = \frac{1}{NM}\sum_{i,k} \|x_i - y_k\|
         - \frac{1}{2N^2}\sum_{i,j}\|x_i - x_j\| - \frac{1}{2M^2}\sum_{k,l}\|y_k - y_l\|,
 
-which is half the energy distance (METHOD.md §1, DESIGN.md conventions). Its gradient with respect to
-the particle x_i is
+which is half the energy distance (the book's page "Method and settings", book/method.md, §1). Its
+gradient with respect to the particle x_i is
 
 .. math::
 
@@ -46,7 +46,7 @@ import math
 
 import torch
 
-from cmmd._checks import check_pair, check_positive_int
+from cmmd._checks import check_floating, check_pair, check_positive_int
 
 DEFAULT_BLOCK = 1 << 23  # entries of one tile of the distance matrix (64 MiB in float64)
 
@@ -190,3 +190,38 @@ def mmd2_grad(x: torch.Tensor, y: torch.Tensor, *, max_block: int = DEFAULT_BLOC
     _, to_targets = _pair_sums(xs, ys, max_block=max_block, gradient=True)
     _, to_particles = _pair_sums(xs, xs, max_block=max_block, gradient=True)
     return to_targets / (n * m) - to_particles / (n * n)
+
+
+def brute_force_mmd2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    r"""Reference MMD² from the double sums written out, all pairwise distances at once, in float64.
+
+    MMD² = (1/(NM)) Σ_{i,k} ||x_i - y_k|| - (1/(2N²)) Σ_{i,j} ||x_i - x_j|| - (1/(2M²)) Σ_{k,l} ||y_k - y_l||,
+
+    the V-statistic that :func:`mmd2` computes in tiles, here from the (…, N, M, d) differences of the
+    unshifted coordinates: O((N + M)² d) memory, for tests and small checks only. Differentiable by
+    autograd, with the 0/0 = 0 convention at coincident points (distance and gradient 0 there, the
+    subgradient :func:`mmd2_grad` uses).
+
+    Args:
+        x: particles, shape (…, N, d).
+        y: targets, shape (…, M, d), with the leading batch shape of x (e.g. (P, N, 1) and (P, M, 1)
+            for P one-dimensional problems at once).
+
+    Returns:
+        float64 tensor of the batch shape (…): one MMD² per batch entry, a scalar for x (N, d), y (M, d).
+    """
+    check_floating("x", x)
+    check_floating("y", y)
+    if x.ndim < 2 or x.shape[:-2] != y.shape[:-2] or x.shape[-1] != y.shape[-1]:
+        raise ValueError(
+            f"x and y must have shapes (..., N, d) and (..., M, d) with one batch shape and d, "
+            f"got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    x, y = x.to(torch.float64), y.to(torch.float64)
+
+    def pair_mean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        sq = ((a[..., :, None, :] - b[..., None, :, :]) ** 2).sum(-1)
+        positive = sq > 0
+        return torch.where(positive, torch.where(positive, sq, 1.0).sqrt(), 0.0).mean((-2, -1))
+
+    return pair_mean(x, y) - 0.5 * pair_mean(x, x) - 0.5 * pair_mean(y, y)

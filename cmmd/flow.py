@@ -1,4 +1,6 @@
-r"""MMD particle flows with the negative distance kernel, plain and conditional (METHOD.md §2).
+r"""MMD particle flows with the negative distance kernel, plain and conditional.
+
+The method is explained in the book's page "Method and settings", book/method.md, §2.
 
 Explicit Euler with momentum m and step size τ on F(x) = MMD²((1/N)Σδ_{x_i}, target):
 

@@ -1,6 +1,8 @@
-"""Metrics for posterior samples: energy distance, posterior statistics, coverage, PSNR/SSIM, residuals.
+"""Metrics for posterior samples: posterior statistics and moments, coverage, PSNR/SSIM, sharpness, residuals.
 
-Conventions (DESIGN.md): posterior samples have shape (B, S, *x_shape), B observations with S
+Distances between sample sets (energy distance, MMD² estimators) are in :mod:`cmmd.distances`.
+
+Conventions: posterior samples have shape (B, S, *x_shape), B observations with S
 samples each; ground truths have shape (B, *x_shape). Standard deviations are absolute (never
 divided by their own maximum), so uncertainty maps of different images share one colour scale.
 Everything returns tensors (or plain floats for scalar summaries) and never changes its input.
@@ -14,36 +16,23 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from cmmd._checks import check_floating, check_pair, check_positive_int
-from cmmd.energy import mmd2
+from cmmd._checks import check_floating, check_positive_int
 
 __all__ = [
-    "energy_distance",
     "PosteriorStats",
     "posterior_stats",
+    "sample_covariance",
+    "mean_error",
+    "covariance_error",
     "coverage_of_intervals",
     "credible_region_coverage",
     "psnr",
     "ssim",
+    "high_frequency_energy",
     "measurement_residual",
 ]
 
 DEFAULT_CHUNK_ELEMENTS = 1 << 24  # entries of one chunk of samples in posterior_stats
-
-
-def energy_distance(x: Tensor, y: Tensor) -> Tensor:
-    r"""Energy distance between the empirical measures of x (N, d) and y (M, d); a scalar tensor.
-
-    .. math::
-
-        \mathcal E(x, y) = 2\,\mathbb E\|X - Y\| - \mathbb E\|X - X'\| - \mathbb E\|Y - Y'\|
-                         = 2\,\mathrm{MMD}^2_K, \quad K(a, b) = -\|a - b\|,
-
-    with V-statistics (the X' = X terms included), computed exactly by :func:`cmmd.energy.mmd2`.
-    Zero when the two clouds are equal as multisets of points.
-    """
-    check_pair(x, y)
-    return 2.0 * mmd2(x, y)
 
 
 class PosteriorStats(NamedTuple):
@@ -83,6 +72,72 @@ def posterior_stats(samples: Tensor, *, chunk_size: int | None = None) -> Poster
         means.append(mean)
         stds.append(std)
     return PosteriorStats(torch.cat(means), torch.cat(stds))
+
+
+def _check_vector_samples(samples: Tensor) -> None:
+    check_floating("samples", samples)
+    if samples.ndim != 3 or samples.shape[1] < 2:
+        raise ValueError(f"samples must have shape (B, S, d) with S >= 2, got {tuple(samples.shape)}")
+
+
+def sample_covariance(samples: Tensor) -> Tensor:
+    r"""Unbiased sample covariance (divisor S − 1) of each of B sets of S vectors.
+
+    .. math::
+
+        \hat C_b = \frac{1}{S-1}\sum_{s=1}^S (x_{bs} - \bar x_b)(x_{bs} - \bar x_b)^\top,
+        \qquad \bar x_b = \frac1S\sum_s x_{bs}.
+
+    Args:
+        samples: (B, S, d), S >= 2.
+
+    Returns:
+        (B, d, d) tensor of samples' dtype.
+    """
+    _check_vector_samples(samples)
+    centred = samples - samples.mean(1, keepdim=True)
+    return centred.transpose(1, 2) @ centred / (samples.shape[1] - 1)
+
+
+def mean_error(samples: Tensor, mean: Tensor) -> Tensor:
+    r"""Euclidean error :math:`\|\bar x_b - m_b\|` of the sample mean of each set against a mean m_b.
+
+    Args:
+        samples: (B, S, d) samples.
+        mean: (B, d) reference means, e.g. exact posterior means.
+
+    Returns:
+        (B,) tensor. For exact samples with covariance C_b it is about sqrt(tr C_b / S).
+    """
+    _check_vector_samples(samples)
+    check_floating("mean", mean)
+    if tuple(mean.shape) != (samples.shape[0], samples.shape[2]):
+        expected = (samples.shape[0], samples.shape[2])
+        raise ValueError(f"mean must have shape (B, d) = {expected}, got {tuple(mean.shape)}")
+    return (samples.mean(1) - mean).norm(dim=1)
+
+
+def covariance_error(samples: Tensor, cov: Tensor) -> Tensor:
+    r"""Relative Frobenius error :math:`\|\hat C_b - C_b\|_F / \|C_b\|_F` of each sample covariance.
+
+    :math:`\hat C_b` is :func:`sample_covariance` (divisor S − 1), C_b a reference covariance.
+
+    Args:
+        samples: (B, S, d) samples, S >= 2.
+        cov: (B, d, d) reference covariances, none of them zero.
+
+    Returns:
+        (B,) tensor; 0 where the samples' own covariance is the reference.
+    """
+    _check_vector_samples(samples)
+    check_floating("cov", cov)
+    b, _, d = samples.shape
+    if tuple(cov.shape) != (b, d, d):
+        raise ValueError(f"cov must have shape (B, d, d) = {(b, d, d)}, got {tuple(cov.shape)}")
+    cov_norm = torch.linalg.matrix_norm(cov)
+    if bool((cov_norm == 0).any()):
+        raise ValueError("cov has a zero matrix; a relative error needs a nonzero reference")
+    return torch.linalg.matrix_norm(sample_covariance(samples) - cov) / cov_norm
 
 
 def coverage_of_intervals(
@@ -233,6 +288,32 @@ def ssim(x: Tensor, ref: Tensor, *, data_range: float) -> Tensor:
         return structural_similarity(ri, xi, data_range=dr, channel_axis=0)
 
     return _per_image(x, ref, data_range, one)
+
+
+def high_frequency_energy(images: Tensor) -> Tensor:
+    r"""Mean square of the 5-point discrete Laplacian over the interior pixels: a measure of sharpness.
+
+    .. math::
+
+        \frac{1}{|I|}\sum_{(i,j) \in I} \big(4u_{i,j} - u_{i-1,j} - u_{i+1,j} - u_{i,j-1} - u_{i,j+1}\big)^2,
+
+    I the pixels with all four neighbours, pooled over all leading axes. A constant image gives 0; the
+    sinusoid :math:`u_{i,j} = \sin(\omega i)` gives :math:`16\sin^4(\omega/2)\,\mathrm{mean}_I \sin^2(\omega i)`,
+    so noise and fine detail weigh most; blurring lowers it.
+
+    Args:
+        images: (..., H, W) with H, W >= 3, e.g. (B, C, H, W).
+
+    Returns:
+        Scalar tensor of images' dtype.
+    """
+    check_floating("images", images)
+    if images.ndim < 2 or min(images.shape[-2:]) < 3:
+        raise ValueError(f"images must have shape (..., H, W) with H, W >= 3, got {tuple(images.shape)}")
+    c = images[..., 1:-1, 1:-1]
+    lap = (4 * c - images[..., :-2, 1:-1] - images[..., 2:, 1:-1]
+           - images[..., 1:-1, :-2] - images[..., 1:-1, 2:])
+    return lap.square().mean()
 
 
 def measurement_residual(y_pred: Tensor, y_obs: Tensor, *, relative: bool = False) -> Tensor:

@@ -1,4 +1,4 @@
-r"""The learned conditional MMD flow: a sequence of networks Φ_1..Φ_L (METHOD.md §3).
+r"""The learned conditional MMD flow: a sequence of networks Φ_1..Φ_L [method §3].
 
 Training (``fit``), for l = 1..L, with particles (x_i, q_i) started at x_i ~ U[0, 1]^d:
 
@@ -7,9 +7,9 @@ Training (``fit``), for l = 1..L, with particles (x_i, q_i) started at x_i ~ U[0
 2. train Φ_l(x, q) ≈ x_old − x_T by mean squared error with Adam (Φ_l warm-started from Φ_{l−1});
 3. replace the particles by x_old − Φ_l(x_old, q), so that network errors do not accumulate.
 
-The schedule is T_1 = ``first_steps`` and T_{l+1} = min(T_l + min(T_1·2^{l−1}, ``max_increment``), ``max_steps``)
-(with T_1 = 2^4 this is METHOD.md's min(T_l + min(2^{4+l−1}, 1024), cap)). The momentum state starts at zero
-for every network, as in the authors' code.
+The flow steps T_l and momenta m_l come from ``config.schedule`` (:class:`cmmd.flowspec.Schedule`; the authors'
+rule T_{l+1} = min(T_l + min(2^{4+l−1}, 1024), cap) is :meth:`~cmmd.flowspec.Schedule.growing`), the gradient from
+``config.projection``. The momentum state starts at zero for every network, as in the authors' code.
 Sampling for a new observation y: z ~ U[0, 1]^d, then x ← x − Φ_l(x, y) for l = 1..L.
 """
 
@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 from cmmd._checks import check_floating, check_nonnegative_int, check_number, check_positive_int
 from cmmd.checkpoint import (FORMAT_VERSION, CheckpointError, atomic_save, check_flow_state, check_writable_dir,
                              data_fingerprint, differences, read_state, require_kind, state_dtype)
-from cmmd.flow import GradientFn, conditional_mmd_flow, gradient_estimator, recorded_mmd2
+from cmmd.flow import GradientFn, conditional_mmd_flow, recorded_mmd2
+from cmmd.flowspec import Projection, Schedule, Sliced, check_projection, projection_from_dict, projection_to_dict
 from cmmd.nets import MLP, prod
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -37,24 +38,20 @@ LR_SCHEDULES = ("constant", "cosine")
 
 @dataclass(frozen=True)
 class FlowConfig:
-    """Settings of a learned conditional MMD flow.
+    """Settings of a learned conditional MMD flow: its schedule, its projections, and how each network is trained.
 
     The defaults are the ``cpu`` profile for low-dimensional vector data, tuned in chapter 2 on a 2D
     toy with data of unit scale: 12 networks of a constant T = 25 flow steps each (momentum 0.8,
     P = 50), each an MLP of 3 × 128 with 64 random Fourier features, trained for 2,000 Adam steps
     (batch 1,000, lr 2e-3, cosine decay). The paper's settings differ (growing T_l, no momentum,
-    constant lr 5e-4, batch 100); :mod:`cmmd.configs` holds them per experiment.
+    constant lr 5e-4, batch 100; :mod:`cmmd.experiments` holds them per experiment).
 
     Attributes:
-        n_networks: L, the number of networks.
-        first_steps: T_1, flow steps simulated for the first network (paper: 2^4).
-        max_increment: largest growth T_{l+1} − T_l (paper: 1,024).
-        max_steps: cap on T_l (paper: 30,000; 10,000 for CT and materials).
-        n_projections: P for the sliced gradient; ``None`` uses the exact gradient.
+        schedule: flow steps T_l and momentum m_l per network (:class:`cmmd.flowspec.Schedule`; the authors'
+            growing rule is :meth:`~cmmd.flowspec.Schedule.growing`).
+        projection: how the flow gradient is estimated: :class:`~cmmd.flowspec.Exact`,
+            :class:`~cmmd.flowspec.Sliced` (P directions) or :class:`~cmmd.flowspec.Patches` (images).
         step_size: τ of the Euler step x ← x − τ N v.
-        momentum: m in v ← ∇F + m v, for the first network.
-        momentum_increment, momentum_max: network l (from 0) uses m_l = min(momentum + l·increment, max)
-            (the authors' pyramids grow m by 0.01 per network up to 0.8); increment 0 keeps m constant.
         train_steps: Adam steps per network (paper: 4,000–5,000).
         batch_size: minibatch size for the network training (paper: 100).
         lr: Adam learning rate (paper: 5e-4).
@@ -66,21 +63,13 @@ class FlowConfig:
             (:class:`cmmd.nets.MLP`); 0 features (default) is a plain MLP.
         sample_batch: default number of samples pushed through the networks at once.
 
-    Every field is checked at construction (also by ``dataclasses.replace``): counts are integers >= 1
-    (``max_increment`` and ``fourier_features`` >= 0), ``step_size``, ``lr``, ``grad_clip`` and
-    ``fourier_scale`` finite and > 0, every momentum m_l in [0, 1); a bad value raises ``ValueError``
+    Every field is checked at construction (also by ``dataclasses.replace``); a bad value raises ``ValueError``
     naming the field.
     """
 
-    n_networks: int = 12
-    first_steps: int = 25
-    max_increment: int = 0
-    max_steps: int = 30_000
-    n_projections: int | None = 50
+    schedule: Schedule = field(default_factory=lambda: Schedule.constant(12, steps=25, momentum=0.8))
+    projection: Projection = field(default_factory=lambda: Sliced(50))
     step_size: float = 1.0
-    momentum: float = 0.8
-    momentum_increment: float = 0.0
-    momentum_max: float = 1.0
     train_steps: int = 2000
     batch_size: int = 1000
     lr: float = 2e-3
@@ -93,42 +82,41 @@ class FlowConfig:
     sample_batch: int = 4096
 
     def __post_init__(self) -> None:
-        for name in ("n_networks", "first_steps", "max_steps", "train_steps", "batch_size", "hidden", "depth",
-                     "sample_batch"):
+        if not isinstance(self.schedule, Schedule):
+            raise ValueError(f"FlowConfig.schedule must be a cmmd.flowspec.Schedule, got {self.schedule!r:.80}")
+        check_projection("FlowConfig.projection", self.projection)
+        for name in ("train_steps", "batch_size", "hidden", "depth", "sample_batch"):
             check_positive_int(f"FlowConfig.{name}", getattr(self, name))
-        check_nonnegative_int("FlowConfig.max_increment", self.max_increment)
         check_nonnegative_int("FlowConfig.fourier_features", self.fourier_features)
-        if self.n_projections is not None:
-            check_positive_int("FlowConfig.n_projections (or None for the exact gradient)", self.n_projections)
         for name in ("step_size", "lr", "fourier_scale"):
             check_number(f"FlowConfig.{name}", getattr(self, name), low=0, low_open=True)
         if self.grad_clip is not None:
             check_number("FlowConfig.grad_clip (or None for no clipping)", self.grad_clip, low=0, low_open=True)
-        check_number("FlowConfig.momentum", self.momentum, low=0, high=1, high_open=True)
-        check_number("FlowConfig.momentum_increment", self.momentum_increment, low=0)
-        check_number("FlowConfig.momentum_max", self.momentum_max, low=0, high=1)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"FlowConfig.lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
-        if max(self.momenta()) >= 1:
-            raise ValueError(
-                f"FlowConfig: momentum {self.momentum} + increment {self.momentum_increment} per network reaches "
-                f"{max(self.momenta())} >= 1 (the flow diverges); lower momentum_max below 1 or the increment"
-            )
 
-    def flow_steps(self) -> list[int]:
-        """T_1..T_L of the schedule."""
-        steps = [min(self.first_steps, self.max_steps)]
-        for level in range(1, self.n_networks):
-            increment = min(self.first_steps * 2 ** (level - 1), self.max_increment)
-            steps.append(min(steps[-1] + increment, self.max_steps))
-        return steps
+    @property
+    def n_networks(self) -> int:
+        """L, the number of networks (``len(schedule.steps)``)."""
+        return self.schedule.n_networks
 
-    def momenta(self) -> list[float]:
-        """m_1..m_L: the momentum of each network's flow."""
-        if self.momentum_increment == 0:
-            return [self.momentum] * self.n_networks
-        return [min(self.momentum + level * self.momentum_increment, self.momentum_max)
-                for level in range(self.n_networks)]
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values only (what a checkpoint records); :meth:`from_dict` inverts it."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["schedule"] = {"steps": list(self.schedule.steps), "momenta": list(self.schedule.momenta)}
+        values["projection"] = projection_to_dict(self.projection)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "FlowConfig":
+        """The config recorded by :meth:`to_dict`; a bad record raises ``ValueError``."""
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown FlowConfig fields {sorted(unknown)}")
+        values = dict(values)
+        values["schedule"] = Schedule(**values["schedule"])
+        values["projection"] = projection_from_dict(values["projection"])
+        return cls(**values)
 
 
 @dataclass
@@ -149,8 +137,6 @@ class ConditionalMMDFlow:
         y_shape: shape of one observation, e.g. (1,) or (10,).
         net: the first network Φ_1 (later ones are warm-started copies); ``None`` builds an :class:`MLP`.
         config: :class:`FlowConfig`; ``None`` uses the defaults (``cpu`` profile for vectors).
-        gradient: a custom flow gradient (e.g. patch projections for images); ``None`` uses
-            ``config.n_projections``.
     """
 
     def __init__(
@@ -160,12 +146,14 @@ class ConditionalMMDFlow:
         *,
         net: nn.Module | None = None,
         config: FlowConfig | None = None,
-        gradient: GradientFn | None = None,
     ) -> None:
         self.x_shape, self.y_shape = _shape("x_shape", x_shape), _shape("y_shape", y_shape)
         self.config = config or FlowConfig()
         self._template = net
-        self.gradient = gradient or gradient_estimator(self.config.n_projections)
+        if not isinstance(self.config, FlowConfig):
+            raise ValueError(f"config must be a FlowConfig, got {config!r:.80}")
+        #: the flow gradient, built from ``config.projection`` (what the checkpoint records is what runs)
+        self.gradient: GradientFn = self.config.projection.gradient(self.x_shape, self.y_shape)
         self.networks: list[nn.Module] = []
         self.history = FitHistory()
         self.particles: torch.Tensor | None = None
@@ -266,7 +254,7 @@ class ConditionalMMDFlow:
             self.networks, self.history = [], FitHistory()
             state = {"particles": self._initial_particles(x, initial, generator)}
         particles = state["particles"]
-        schedule, momenta = cfg.flow_steps(), cfg.momenta()
+        schedule, momenta = cfg.schedule.steps, cfg.schedule.momenta
         bar = tqdm(range(len(self.networks), cfg.n_networks), disable=not progress, desc="networks",
                    initial=len(self.networks), total=cfg.n_networks)
         for level in bar:
@@ -397,7 +385,7 @@ class ConditionalMMDFlow:
             "kind": "flow",
             "x_shape": list(self.x_shape),
             "y_shape": list(self.y_shape),
-            "config": asdict(self.config),
+            "config": self.config.to_dict(),
             "network_class": type(self.networks[0]).__name__ if self.networks else None,
         }
 
@@ -438,7 +426,8 @@ class ConditionalMMDFlow:
     ) -> "ConditionalMMDFlow":
         """The flow held by ``state`` (as :meth:`state_dict` returns it); ``net`` as in :meth:`load`."""
         check_flow_state(state, {f.name for f in fields(FlowConfig)})
-        model = cls(tuple(state["x_shape"]), tuple(state["y_shape"]), net=net, config=FlowConfig(**state["config"]))
+        config = FlowConfig.from_dict(state["config"])
+        model = cls(tuple(state["x_shape"]), tuple(state["y_shape"]), net=net, config=config)
         model._load_networks(state, map_location)
         return model
 

@@ -1,4 +1,4 @@
-r"""Random projections for images: fully connected, and locally connected multi-scale patches (METHOD.md §4).
+r"""Random projections for images: fully connected, and locally connected multi-scale patches [method §4].
 
 **Fully connected** (:func:`full_gradient`): directions uniform on the sphere of the whole joint
 vector (x, y), the sliced gradient of :mod:`cmmd.sliced`.
@@ -25,7 +25,7 @@ Per scale with window side w = f·p (p the patch size, f the upsampling factor) 
 blocks. Write Π for the orthogonal projection of (window, y) onto the subspace V of block-constant
 windows ⊕ condition, of dimension k = C·p² + n_y. When the raw Gaussian (up_f(a), b) is isotropic in V
 (f = 1, or ``y_mode="window"`` where b is upsampled too), the normalised directions are uniform on the
-unit sphere of V and, by the slicing theorem (METHOD.md §1), with c = c_k the term is an *unbiased*
+unit sphere of V and, by the slicing theorem [method §1], with c = c_k the term is an *unbiased*
 estimate of ∇_x MMD²(Π#μ, Π#ν): the gradient of the MMD² between the block-averaged window marginals
 of particles and targets (averaged over the uniformly drawn window position). With ``y_mode="vector"``
 and f > 1 the authors' construction weights the x part f times more than y (‖up_f(a)‖ = f‖a‖), so the
@@ -57,7 +57,7 @@ The sort dominates; on the CPU :func:`cmmd.sliced.mmd2_grad_1d_joint` sorts pack
 N = 2,000 and 2–4 s at N = 20,000 on one core of the 2-core build machine, against ≈ 0.85 s and
 ≈ 11 s with ``torch.sort``).
 
-**Pyramid** (CIFAR-10, CelebA; METHOD.md §4): :func:`downsample_images` gives the targets of a coarse
+**Pyramid** (CIFAR-10, CelebA; [method §4]): :func:`downsample_images` gives the targets of a coarse
 level (f×f average pooling, as the authors' ``avg_pool2d``), :func:`upsample_particles` moves particles
 one level up (nearest neighbour ×2 plus 0.07·N(0, 1) noise [code]).
 """
@@ -260,7 +260,7 @@ def patch_gradient(
         y_shape: shape of one condition y (flattened into the last columns of the joint vectors).
         patch_size: p, the side of the Gaussian patterns.
         windows: window sides w in pixels, one per scale, each a multiple of p and at most min(H, W)
-            (METHOD.md §5 lists them, e.g. MNIST 5, 10, 15, 20, 25 with p = 5); factor f = w / p.
+            ([method §5] lists them, e.g. MNIST 5, 10, 15, 20, 25 with p = 5); factor f = w / p.
         weights: λ per scale.
         n_projections: P per scale.
         y_mode: ``"vector"`` (whole y with its own Gaussian direction) or ``"window"`` (same window of an image y).
@@ -301,7 +301,7 @@ def upsample_particles(
 ) -> torch.Tensor:
     """Move particles one pyramid level up: nearest-neighbour ×``factor`` plus ``noise``·N(0, 1) per pixel.
 
-    METHOD.md §4 [code]: at each switch of resolution (1/8 → 1/4 → 1/2 → 1) the particles of the coarse
+    [method §4] [code]: at each switch of resolution (1/8 → 1/4 → 1/2 → 1) the particles of the coarse
     level are upsampled ×2 and perturbed by 0.07·N(0, 1), so that the particles that shared a coarse
     block can separate at the finer level.
 

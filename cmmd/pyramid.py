@@ -1,4 +1,4 @@
-r"""A learned conditional MMD flow over a coarse-to-fine pyramid of resolutions (METHOD.md §4).
+r"""A learned conditional MMD flow over a coarse-to-fine pyramid of resolutions [method §4].
 
 The paper's CIFAR-10 and CelebA flows run at the resolutions 1/8 → 1/4 → 1/2 → 1 of the image, one
 :class:`~cmmd.model.ConditionalMMDFlow` (its own networks, projections and schedule) per level:
@@ -11,7 +11,7 @@ The paper's CIFAR-10 and CelebA flows run at the resolutions 1/8 → 1/4 → 1/2
   x ← x − Φ_l(x, y) for its networks, and the same upsampling-plus-noise between levels.
 
 The observation y is the same at every level; each level's networks render it at their own size
-(their condition encoder, :meth:`cmmd.configs.ExperimentConfig.network`).
+(their condition encoder, :meth:`cmmd.experiments.ExperimentConfig.network`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Where and how a notebook runs: device choice, hardware description, the run banner.
 
 Every chapter of the book opens with :func:`banner` (profile, hardware, versions) and closes with
-:func:`footer` (its run time), so each page states what produced it (``DESIGN.md``, Profiles).
+:func:`footer` (its run time), so each page states what produced it (the profiles table of README.md,
+section "The book").
 """
 
 from __future__ import annotations
@@ -16,22 +17,8 @@ from typing import Callable
 
 import torch
 
-#: The profiles every notebook and config accepts, with what each one means (``DESIGN.md``).
-PROFILES: dict[str, str] = {
-    "smoke": "seconds per notebook; proves that the code runs, not the science",
-    "cpu": "minutes per notebook on 2 CPU cores; reduced settings that show the effect honestly, "
-    "not the paper's numbers",
-    "paper": "the paper's settings; needs a GPU and hours",
-}
+from cmmd.experiments.spec import PROFILES, check_profile  # noqa: F401  (re-exported: the profiles live with the settings)
 
-
-def check_profile(profile: str) -> str:
-    """Return ``profile`` unchanged if it is one of :data:`PROFILES`, else raise ``ValueError``."""
-    if profile not in PROFILES:
-        raise ValueError(
-            f"unknown profile {profile!r}; choose one of {', '.join(map(repr, PROFILES))}"
-        )
-    return profile
 
 
 def resolve_device(name: str | torch.device) -> torch.device:

@@ -1,4 +1,7 @@
-r"""Sliced MMD with the negative distance kernel: exact 1D formulas by sorting, and slicing (METHOD.md §1).
+r"""Sliced MMD with the negative distance kernel: exact 1D formulas by sorting, and slicing.
+
+The slicing constant c_d and the sorting gradient are explained in the book's page "Method and settings",
+book/method.md, §1.
 
 Slicing theorem (Hertrich et al., "Generative sliced MMD flows with Riesz kernels", ICLR 2024):
 
@@ -125,7 +128,7 @@ def mmd2_grad_1d(xp: torch.Tensor, yp: torch.Tensor) -> torch.Tensor:
         \partial_{x_i} F_1 = \frac{\#\{k: p_k < x_i\} - \#\{k: p_k > x_i\}}{NM}
             - \frac{\#\{j: x_j < x_i\} - \#\{j: x_j > x_i\}}{N^2},
 
-    which without ties is (2·#{p_k ≤ x_i} − M)/(NM) − (2 r_i − N + 1)/N² (METHOD.md §1). One sort of
+    which without ties is (2·#{p_k ≤ x_i} − M)/(NM) − (2 r_i − N + 1)/N² [method §1]. One sort of
     each row of [xp, yp] gives both counts.
 
     Args:
@@ -223,7 +226,7 @@ def sliced_mmd2_grad(
     generator: torch.Generator | None = None,
     max_block: int = DEFAULT_BLOCK,
 ) -> torch.Tensor:
-    r"""Unbiased sliced estimate of :func:`cmmd.energy.mmd2_grad` (METHOD.md §1).
+    r"""Unbiased sliced estimate of :func:`cmmd.energy.mmd2_grad` [method §1].
 
     .. math::
 

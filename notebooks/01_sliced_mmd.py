@@ -33,7 +33,6 @@ results_path = ""
 
 # %% tags=["hide-input"]
 import math
-import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -51,9 +50,9 @@ from cmmd import (
     sliced_mmd2,
     sliced_mmd2_grad,
 )
-from cmmd.chapter import book_figure_style
-from cmmd.results import write_results
-from cmmd.runtime import banner, check_profile, footer, resolve_device, timed
+from cmmd.book.kit import Chapter
+from cmmd.energy import brute_force_mmd2
+from cmmd.runtime import timed
 
 # Sizes of every experiment in this chapter; `paper` means "larger, for a GPU": the paper
 # has no table for these checks.
@@ -86,15 +85,10 @@ PROFILES = {
         flow_n=2000, flow_steps=1000, flow_projections=500, cond_n=2000, cond_steps=1000,
     ),
 }
-cfg = PROFILES[check_profile(profile)]
-dev = resolve_device(device)
+chapter = Chapter.start(profile, device, seed, settings=PROFILES, grid=True)
+# rng(k): the k-th random stream of the chapter, one per experiment (seeded 1000 * seed + k)
+cfg, dev, rng = chapter.settings, chapter.device, chapter.generator
 F64 = dict(device=dev, dtype=torch.float64)
-book_figure_style(grid=True)
-
-
-def rng(stream: int) -> torch.Generator:
-    """An independent, reproducible random stream for each experiment of the chapter."""
-    return torch.Generator(device=dev).manual_seed(1000 * seed + stream)
 
 
 def two_clouds(n: int, d: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,10 +97,6 @@ def two_clouds(n: int, d: int, g: torch.Generator) -> tuple[torch.Tensor, torch.
     y = 1.5 * torch.randn(n, d, generator=g, **F64)
     y[:, 0] += 1.0
     return x, y
-
-
-banner(profile, dev)
-start = time.perf_counter()
 
 # %% [markdown]
 # ## The MMD with the negative distance kernel
@@ -246,30 +236,21 @@ print(f"the 95% CI contains 1 for {covered.sum()} of {len(covered)} dimensions")
 # where $r_i \in \{0, \dots, N-1\}$ is the rank of $x_i$ among the particles. Both counts come
 # from one sort of the concatenated points, so the gradient costs $O((N+M)\log(N+M))$ instead
 # of $O(NM + N^2)$ (`cmmd.mmd2_grad_1d`, batched over many lines). **Check** against
-# automatic differentiation of the brute-force formula, with $N \ne M$:
+# automatic differentiation of the brute-force formula (`cmmd.energy.brute_force_mmd2`, all
+# pairwise distances at once), with $N \ne M$:
 
 # %%
-def brute_mmd2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """O((N+M)²) MMD² of clouds (N, d), (M, d); differentiable, with 0/0 = 0 on the diagonal."""
-
-    def mean_dist(u, v):
-        sq = ((u[:, None, :] - v[None, :, :]) ** 2).sum(-1)
-        return torch.where(sq > 0, torch.where(sq > 0, sq, 1.0).sqrt(), 0.0).mean()
-
-    return mean_dist(a, b) - 0.5 * mean_dist(a, a) - 0.5 * mean_dist(b, b)
-
-
 g = rng(3)
 xp = torch.randn(8, 150, generator=g, **F64).requires_grad_()
 yp = torch.randn(8, 90, generator=g, **F64) * 2 + 0.3
-values = torch.stack([brute_mmd2(xp[r, :, None], yp[r, :, None]) for r in range(8)])
+values = torch.stack([brute_force_mmd2(xp[r, :, None], yp[r, :, None]) for r in range(8)])
 (autograd_1d,) = torch.autograd.grad(values.sum(), xp)
 sorting_error = float((mmd2_grad_1d(xp.detach(), yp) - autograd_1d).abs().max())
 value_error = float((mmd2_1d(xp.detach(), yp) - values.detach()).abs().max())
 
 x = torch.randn(120, 7, generator=g, **F64).requires_grad_()
 y = torch.randn(80, 7, generator=g, **F64) + 0.5
-(autograd_d,) = torch.autograd.grad(brute_mmd2(x, y), x)
+(autograd_d,) = torch.autograd.grad(brute_force_mmd2(x, y), x)
 exact_grad_error = float((mmd2_grad(x.detach(), y) - autograd_d).abs().max())
 print(f"1D values, sorting vs brute force: max error {value_error:.1e}")
 print(f"1D gradient, sorting vs autograd:  max error {sorting_error:.1e}")
@@ -563,8 +544,7 @@ print("the joint MMD² decreased along the flow:", cond.mmd2[-1] < cond.mmd2[0])
 # %%
 def row(experiment: str, metric: str, ours: float, paper: float | None = None) -> dict:
     """A ledger row of this chapter: no baseline, and lower is better for every metric."""
-    return dict(experiment=experiment, metric=metric, ours=ours, paper=paper, baseline=None,
-                higher_is_better=False, profile=profile)
+    return chapter.ledger_row(experiment, metric, ours, paper=paper, higher_is_better=False)
 
 
 ledger = [
@@ -600,9 +580,4 @@ metrics = {
                            stray_fraction_3sigma=stray_fraction,
                            y_max_displacement=y_displacement),
 }
-write_results(results_path, ledger=ledger, metrics=metrics)
-for r in ledger:
-    print(f"{r['experiment']:20s} {r['metric']:28s} {r['ours']:11.4g}")
-
-# %%
-footer(time.perf_counter() - start, dev)
+chapter.finish(results_path, ledger=ledger, metrics=metrics)

@@ -39,73 +39,66 @@ checkpoint_dir = ""
 # %% tags=["hide-input"]
 import dataclasses
 import math
-import time
+from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from cmmd.chapter import book_figure_style, fit_or_resume
-from cmmd.energy import mmd2
-from cmmd.metrics import credible_region_coverage
+from cmmd.book.kit import Chapter
+from cmmd.distances import energy_distances
+from cmmd.flowspec import Schedule, Sliced
+from cmmd.metrics import covariance_error, credible_region_coverage, mean_error
 from cmmd.model import ConditionalMMDFlow, FlowConfig
-from cmmd.results import write_results
-from cmmd.runtime import banner, check_profile, footer, format_duration, resolve_device
+from cmmd.runtime import format_duration
 from cmmd.toy import problem_full, problem_sum
 
 # The learned flow of the cpu profile (tuned on the `sum` problem; see the text below):
 # 12 networks, each trained on 25 flow steps (momentum 0.8, P = 50 projections), an MLP of
 # 3 x 128 with 64 random Fourier input features, 2,000 Adam steps (batch 1,000, cosine schedule).
-FLOW_CPU = dict(
-    n_networks=12, first_steps=25, max_increment=0, n_projections=50, momentum=0.8,
+FLOW_CPU = FlowConfig(
+    schedule=Schedule.constant(12, steps=25, momentum=0.8), projection=Sliced(50),
     train_steps=2000, batch_size=1000, lr=2e-3, lr_schedule="cosine",
     hidden=128, depth=3, fourier_features=64, fourier_scale=1.5,
 )
 # Sizes of every experiment in this chapter. `paper` means "larger, for a GPU": the paper has
 # no table for this toy. The `full` problem gets a smaller budget than the headline `sum`
 # problem; the ablation varies one of N, P, L at a time around a cheaper base.
-SMOKE_FLOW = dict(FLOW_CPU, n_networks=2, first_steps=10, n_projections=20, train_steps=40,
-                  batch_size=200, hidden=32, fourier_features=8)
+SMOKE_FLOW = replace(FLOW_CPU, schedule=Schedule.constant(2, steps=10, momentum=0.8),
+                     projection=Sliced(20), train_steps=40, batch_size=200, hidden=32,
+                     fourier_features=8)
+PAPER_FLOW = replace(FLOW_CPU, schedule=Schedule.constant(16, steps=25, momentum=0.8),
+                     projection=Sliced(200), train_steps=4000, hidden=256)
 PROFILES = {
     "smoke": dict(
         n_train=1000, flow=SMOKE_FLOW, n_train_full=1000, flow_full=SMOKE_FLOW,
         n_test=4, n_samples=300,
-        ablation=dict(n_train=600, flow=dict(SMOKE_FLOW, train_steps=30), n_test=4,
+        ablation=dict(n_train=600, flow=replace(SMOKE_FLOW, train_steps=30), n_test=4,
                       vary_n=[300, 600], vary_p=[5, 20], vary_l=[1, 2]),
     ),
     "cpu": dict(
         n_train=100_000, flow=FLOW_CPU,
         n_train_full=50_000,
-        flow_full=dict(FLOW_CPU, n_networks=8, train_steps=1000, batch_size=500),
+        flow_full=replace(FLOW_CPU, schedule=Schedule.constant(8, steps=25, momentum=0.8),
+                          train_steps=1000, batch_size=500),
         n_test=60, n_samples=2000,
-        ablation=dict(n_train=10_000, flow=dict(FLOW_CPU, train_steps=300, batch_size=500),
+        ablation=dict(n_train=10_000, flow=replace(FLOW_CPU, train_steps=300, batch_size=500),
                       n_test=30, vary_n=[3000, 10_000, 30_000], vary_p=[10, 25, 50],
                       vary_l=[3, 6, 12]),
     ),
     "paper": dict(
-        n_train=200_000, flow=dict(FLOW_CPU, n_networks=16, n_projections=200, train_steps=4000,
-                                   hidden=256),
-        n_train_full=200_000, flow_full=dict(FLOW_CPU, n_networks=16, n_projections=200,
-                                             train_steps=4000, hidden=256),
+        n_train=200_000, flow=PAPER_FLOW, n_train_full=200_000, flow_full=PAPER_FLOW,
         n_test=100, n_samples=5000,
         ablation=dict(n_train=30_000, flow=FLOW_CPU, n_test=100,
                       vary_n=[10_000, 30_000, 100_000], vary_p=[10, 50, 200], vary_l=[3, 6, 12]),
     ),
 }
-cfg = PROFILES[check_profile(profile)]
-dev = resolve_device(device)
+chapter = Chapter.start(profile, device, seed, settings=PROFILES, checkpoint_dir=checkpoint_dir,
+                        grid=True)
+# rng(k): the k-th random stream of the chapter, one per experiment (seeded 1000 * seed + k)
+cfg, dev, rng = chapter.settings, chapter.device, chapter.generator
 F64 = dict(device=dev, dtype=torch.float64)
-book_figure_style(grid=True)
-
-
-def rng(stream: int) -> torch.Generator:
-    """An independent, reproducible random stream for each experiment of the chapter."""
-    return torch.Generator(device=dev).manual_seed(1000 * seed + stream)
-
-
-banner(profile, dev)
-start = time.perf_counter()
 
 # %% [markdown]
 # ## Two inverse problems with known posteriors
@@ -202,7 +195,7 @@ for name, (weights_ok, mean_ok) in checks.items():
 # %% [markdown]
 # ## Learning the posterior sampler
 #
-# `ConditionalMMDFlow.fit(x, y)` implements the training of the paper (METHOD.md §3): particles
+# `ConditionalMMDFlow.fit(x, y)` implements the training of the paper ({ref}`method §3 <method-3>`): particles
 # $(x_i, q_i)$ start with $x_i \sim \mathcal U[0, 1]^2$ and the observations $q_i$ of the $N$
 # training pairs; for $l = 1, \dots, L$ they follow $T_l$ steps of the sliced conditional MMD flow
 # toward the training pairs, the network $\Phi_l$ (warm-started from $\Phi_{l-1}$) learns the
@@ -231,13 +224,19 @@ for name, (weights_ok, mean_ok) in checks.items():
 #
 # The settings of this run:
 # %%
-flow_config = FlowConfig(**cfg["flow"])
-full_config = FlowConfig(**cfg["flow_full"])
+flow_config, full_config = cfg["flow"], cfg["flow_full"]
+
+
+def shown(value) -> str:
+    """A setting as the table shows it: the schedule and the projections in words, the rest as code."""
+    return str(value) if dataclasses.is_dataclass(value) else repr(value)
+
+
 setting_rows = [f"| training pairs N | {cfg['n_train']:,} | {cfg['n_train_full']:,} |"]
 for field in dataclasses.fields(FlowConfig):
     value_sum, value_full = getattr(flow_config, field.name), getattr(full_config, field.name)
-    full_text = repr(value_full) if value_full != value_sum else "same"
-    setting_rows.append(f"| `{field.name}` | {value_sum!r} | {full_text} |")
+    full_text = shown(value_full) if value_full != value_sum else "same"
+    setting_rows.append(f"| `{field.name}` | {shown(value_sum)} | {full_text} |")
 header = "| setting | sum problem | full problem |\n|---|---|---|\n"
 display(Markdown(header + "\n".join(setting_rows)))
 print(f"test: {cfg['n_test']} observations y ~ P_Y per problem, {cfg['n_samples']:,} samples each")
@@ -249,10 +248,7 @@ def fit(problem, n_train: int, config: FlowConfig, stream: int, name: str):
     g = rng(stream)
     x, y = problem.sample_joint(n_train, generator=g)
     model = ConditionalMMDFlow((problem.dim,), (problem.obs_dim,), config=config)
-    t0 = time.perf_counter()
-    fit_or_resume(model, x.float(), y.float(), generator=g, checkpoint_dir=checkpoint_dir,
-                  name=f"02-{name}", verbose=profile == "paper")
-    return model, time.perf_counter() - t0
+    return model, chapter.fit(model, x.float(), y.float(), generator=g, name=f"02-{name}")
 
 
 models, fit_seconds = {}, {}
@@ -319,7 +315,7 @@ plot_learned_samples("full")
 #
 # For each of the test observations $y \sim P_Y$ (never seen in training) we draw $S$ samples
 # from the learned sampler and $S$ from the exact posterior and compute their energy distance
-# $\mathcal E = 2\,\mathrm{MMD}^2_K$ (as `cmmd.metrics.energy_distance`, V-statistics). Even a perfect
+# $\mathcal E = 2\,\mathrm{MMD}^2_K$ (`cmmd.distances.energy_distances`, V-statistics). Even a perfect
 # sampler does not give zero: two independent exact sample sets of size $S$ differ by the
 # **noise floor** (about $\mathbb E\|X - X'\| \cdot 2/S$). The second reference is the **prior**:
 # a sampler that ignores $y$. We report the ratio of the mean energy distance to the mean floor,
@@ -332,18 +328,8 @@ def mixture_moments(problem, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return torch.stack([p.mean() for p in posts]), torch.stack([p.covariance() for p in posts])
 
 
-def sample_covariance(samples: torch.Tensor) -> torch.Tensor:
-    """Covariance over the samples axis of (B, S, d), divisor S - 1."""
-    centred = samples - samples.mean(1, keepdim=True)
-    return centred.transpose(1, 2) @ centred / (samples.shape[1] - 1)
-
-
-def energy_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Energy distance 2·MMD² (as cmmd.metrics.energy_distance) between a[i] and b[i], shape (B,).
-
-    Distance blocks of 2^18 entries: as exact, and four times faster on CPU caches than the default.
-    """
-    return torch.stack([2 * mmd2(u, v, max_block=1 << 18) for u, v in zip(a, b)])
+# Distance tiles of 2^18 entries: as exact, and four times faster on CPU caches than the default.
+BLOCK = 1 << 18
 
 
 def evaluate(model, problem, obs: torch.Tensor, n_samples: int, g: torch.Generator,
@@ -354,21 +340,21 @@ def evaluate(model, problem, obs: torch.Tensor, n_samples: int, g: torch.Generat
     problem and passed back in as `reference` for further samplers.
     """
     mean, cov = mixture_moments(problem, obs)
-    cov_norm = torch.linalg.matrix_norm(cov)
 
     def moment_errors(s):
-        return ((s.mean(1) - mean).norm(dim=1),
-                torch.linalg.matrix_norm(sample_covariance(s) - cov) / cov_norm)
+        return mean_error(s, mean), covariance_error(s, cov)
 
     if reference is None:
         exact = problem.posterior_sample(obs, n_samples, generator=g)
         exact2 = problem.posterior_sample(obs, n_samples, generator=g)
         prior = problem.prior.sample(obs.shape[0] * n_samples, generator=g).view_as(exact)
         mean_ref, cov_ref = moment_errors(exact2)
-        reference = dict(exact=exact, exact2=exact2, floor=energy_distances(exact2, exact),
-                         prior=energy_distances(prior, exact), mean_ref=mean_ref, cov_ref=cov_ref)
+        reference = dict(exact=exact, exact2=exact2,
+                         floor=energy_distances(exact2, exact, max_block=BLOCK),
+                         prior=energy_distances(prior, exact, max_block=BLOCK),
+                         mean_ref=mean_ref, cov_ref=cov_ref)
     learned = model.sample(obs.float(), n_samples, generator=g).double()
-    ed = energy_distances(learned, reference["exact"])
+    ed = energy_distances(learned, reference["exact"], max_block=BLOCK)
     mean_err, cov_err = moment_errors(learned)
     floor = reference["floor"].mean()
     return dict(reference, learned=learned, ed=ed, mean_err=mean_err, cov_err=cov_err,
@@ -400,8 +386,9 @@ for name, r in results.items():
           f"{r['prior_ratio'] / r['ratio']:14.0f}")
 
 # %% [markdown]
-# **Posterior mean and covariance.** The error of the learned posterior mean (Euclidean norm) and
-# the relative Frobenius error of its covariance, against the exact moments, beside the same
+# **Posterior mean and covariance.** The error of the learned posterior mean (Euclidean norm,
+# `cmmd.metrics.mean_error`) and the relative Frobenius error of its covariance
+# (`cmmd.metrics.covariance_error`), against the exact moments, beside the same
 # errors of an *exact* sample set of the same size, which are pure Monte Carlo noise:
 
 # %%
@@ -504,21 +491,21 @@ print("largest |coverage − α| of learned samples in exact HDRs: "
 
 # %% mystnb={"figure": {"caption": "Ablation on the sum problem: energy distance over the noise floor (log scale; the dashed line 1 is perfect) when one setting of the cheaper base is changed: the number of training pairs $N$, of projections $P$, and of networks $L$ at a fixed total of flow steps. The star is the main sampler. The error falls steadily with $N$ and with $P$, and hardly changes with $L$.", "name": "fig-ch2-ablation"}, "image": {"alt": "Three log-log line plots of error ratio: falling with N, falling with P, flat with L; a red star below the N curve."}}
 abl = cfg["ablation"]
-base = FlowConfig(**abl["flow"])
+base = abl["flow"]
 n_abl = abl["n_test"]
 abl_obs = test_obs["sum"][:n_abl]
 reference_keys = ("exact", "exact2", "floor", "prior", "mean_ref", "cov_ref")
 abl_ref = {k: v[:n_abl] for k, v in results["sum"].items() if k in reference_keys}
-total_steps = base.n_networks * base.first_steps
+total_steps = base.schedule.total_steps
 _runs: dict = {}
 
 
 def ablation_run(n_train: int, **changes) -> dict:
     """Fit and score the base changed by `changes`; each distinct fit runs once."""
-    config = FlowConfig(**{**abl["flow"], **changes})
+    config = replace(base, **changes)
     key = (n_train, config)
     if key not in _runs:
-        name = f"ablation-n{n_train}-p{config.n_projections}-l{config.n_networks}"
+        name = f"ablation-n{n_train}-p{config.projection.n_projections}-l{config.n_networks}"
         model, seconds = fit(problems["sum"], n_train, config, stream=40, name=name)
         r = evaluate(model, problems["sum"], abl_obs, cfg["n_samples"], rng(31), reference=abl_ref)
         _runs[key] = dict(ratio=r["ratio"], prior_ratio=r["prior_ratio"], seconds=seconds)
@@ -529,10 +516,11 @@ ablation = {"N": {}, "P": {}, "L": {}}
 for n_train in abl["vary_n"]:
     ablation["N"][n_train] = ablation_run(n_train)
 for p in abl["vary_p"]:
-    ablation["P"][p] = ablation_run(abl["n_train"], n_projections=p)
+    ablation["P"][p] = ablation_run(abl["n_train"], projection=Sliced(p))
 for n_networks in abl["vary_l"]:
-    ablation["L"][n_networks] = ablation_run(
-        abl["n_train"], n_networks=n_networks, first_steps=total_steps // n_networks)
+    schedule = Schedule.constant(n_networks, steps=total_steps // n_networks,
+                                 momentum=base.schedule.momenta[0])
+    ablation["L"][n_networks] = ablation_run(abl["n_train"], schedule=schedule)
 
 fig, axes = plt.subplots(2, 2, figsize=(8.4, 6.6), sharey=True, layout="constrained")
 axes = axes.ravel()
@@ -555,7 +543,7 @@ for ax in axes[0], axes[2]:
 axes[3].axis("off")
 axes[3].legend(*axes[0].get_legend_handles_labels(), loc="center")
 fig.suptitle(f"Ablation (sum problem): one setting changed at a time\nfrom N = "
-             f"{abl['n_train']:,}, P = {base.n_projections}, L = {base.n_networks}")
+             f"{abl['n_train']:,}, P = {base.projection.n_projections}, L = {base.n_networks}")
 plt.show()
 print(f"{'setting':>10s} {'value':>8s} {'ED/floor':>9s} {'fit time':>9s}")
 for key, runs in ablation.items():
@@ -591,9 +579,7 @@ print("samples agree for batch sizes 1, 7 and 64 (to 1e-5):", batch_gap < 1e-5)
 def row(experiment: str, metric: str, ours: float,
         baseline: tuple[str, float] | None = None) -> dict:
     """A ledger row of this chapter: lower is better for every metric, no paper value."""
-    base_row = None if baseline is None else {"name": baseline[0], "value": baseline[1]}
-    return dict(experiment=experiment, metric=metric, ours=ours, paper=None, baseline=base_row,
-                higher_is_better=False, profile=profile)
+    return chapter.ledger_row(experiment, metric, ours, baseline=baseline, higher_is_better=False)
 
 
 ledger = []
@@ -608,7 +594,7 @@ for name, experiment in (("sum", "toy-gmm"), ("full", "toy-gmm-full")):
         row(experiment, "hdr-coverage-max-error", coverage_error[name]),
     ]
 metrics = {
-    "flow_config": {"sum": cfg["flow"], "full": cfg["flow_full"]},
+    "flow_config": {"sum": flow_config.to_dict(), "full": full_config.to_dict()},
     "n_train": {"sum": cfg["n_train"], "full": cfg["n_train_full"]},
     "n_test": cfg["n_test"], "n_samples": cfg["n_samples"],
     "fit_seconds": fit_seconds,
@@ -623,15 +609,11 @@ metrics = {
                 for name, r in results.items()},
     "calibration": {name: dict(levels=LEVELS, **c) for name, c in calibration.items()},
     "ablation": {"n_train": abl["n_train"], "n_test": n_abl, "main_sampler_ratio": main_on_half,
-                 "flow_config": abl["flow"], "total_flow_steps": total_steps,
+                 "flow_config": base.to_dict(), "total_flow_steps": total_steps,
                  **{key: {str(v): run for v, run in runs.items()}
                     for key, runs in ablation.items()}},
 }
-write_results(results_path, ledger=ledger, metrics=metrics)
-for r in ledger:
-    base_text = (f"  ({r['baseline']['name']}: {r['baseline']['value']:.4g})"
-                 if r["baseline"] else "")
-    print(f"{r['experiment']:13s} {r['metric']:30s} {r['ours']:9.4g}{base_text}")
+chapter.save_results(results_path, ledger=ledger, metrics=metrics)
 
 # %% [markdown]
 # ## What this shows
@@ -675,4 +657,4 @@ print(f"fit times: sum {format_duration(fit_seconds['sum'])}, "
 #   this toy, so none is compared.
 
 # %%
-footer(time.perf_counter() - start, dev)
+chapter.footer()

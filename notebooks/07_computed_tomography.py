@@ -33,7 +33,7 @@ dataset = ""  # "" lets the profile decide: "lodopab" in the paper profile, "ell
 # $[0, \pi)$ are measured (the middle ones, as in the authors' code: the missing 36° lie around
 # $\theta = 0$), with the same photon noise. The paper trains on 500 image pairs of the LoDoPaB-CT data
 # set at 362×362 pixels and shows the posterior mean, samples and standard deviation; it reports
-# no number for this experiment that we know of (METHOD.md), so the *paper* column of the ledger
+# no number for this experiment that we know of ({ref}`method §5 <method-5>`), so the *paper* column of the ledger
 # stays empty. We measure, on a fixed set of evaluation images:
 #
 # 1. PSNR and SSIM of the FBP, of the posterior mean and of single samples against the ground truth;
@@ -58,7 +58,6 @@ dataset = ""  # "" lets the profile decide: "lodopab" in the paper profile, "ell
 
 # %% tags=["hide-input"]
 import math
-import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -66,34 +65,23 @@ import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
 
-from cmmd.chapter import book_figure_style, fit_or_resume
-from cmmd.configs import CTConfig, estimate_gpu_memory_gb, get_config, memory_table, settings_table
+from cmmd.book.kit import Chapter, fit_summary
+from cmmd.experiments import get_config
 from cmmd.data import CT_SLICES, ct_slices, load_lodopab, random_ellipse_phantoms, shepp_logan
 from cmmd.metrics import posterior_stats, psnr, ssim
-from cmmd.operators import ParallelBeamRadon, lodopab_mu_scale, low_dose
-from cmmd.results import write_results
-from cmmd.runtime import banner, check_profile, footer, resolve_device
+from cmmd.operators import ParallelBeamRadon
 
-# Chapter settings besides the experiment configs (cmmd.configs): posterior samples per evaluation
+# Chapter settings besides the experiment configs (cmmd.experiments): posterior samples per evaluation
 # image, how many of them the figures show, and the learning-rate schedule of the networks.
 PROFILES = {
     "smoke": dict(n_samples=4, shown_samples=2, lr_schedule="cosine"),
     "cpu": dict(n_samples=32, shown_samples=3, lr_schedule="cosine"),
     "paper": dict(n_samples=100, shown_samples=3, lr_schedule="constant"),
 }
-cfg = PROFILES[check_profile(profile)]
-dev = resolve_device(device)
-book_figure_style()
+chapter = Chapter.start(profile, device, seed, settings=PROFILES, checkpoint_dir=checkpoint_dir)
+# rng(k): the k-th random stream of the chapter, one per step (seeded 1000 * seed + k)
+cfg, dev, rng = chapter.settings, chapter.device, chapter.generator
 SETTINGS = {"ct-lowdose": "low-dose", "ct-limited-angle": "limited-angle"}
-
-
-def rng(stream: int) -> torch.Generator:
-    """An independent, reproducible random stream for each step of the chapter."""
-    return torch.Generator(device=dev).manual_seed(1000 * seed + stream)
-
-
-banner(profile, dev)
-start = time.perf_counter()
 
 # %% [markdown]
 # ## The two experiments
@@ -107,11 +95,11 @@ start = time.perf_counter()
 # the middle 80% of the angles (`cmmd.operators.limited_angle`; the paper's 800 of 1,000 are the
 # numbers 100–899 in the authors' code, which restricts LoDoPaB's own low-dose observations to them)
 # and therefore carries the same Poisson noise. In both settings the condition of the flow is the FBP image of the observed sinogram,
-# rendered as one extra input channel of the UNet (METHOD.md §3).
+# rendered as one extra input channel of the UNet ({ref}`method §3 <method-3>`).
 #
 # **Flow.** Particles $(x_i, y_i)$ start with $x_i \sim \mathcal U[0,1]^{64 \cdot 64}$ and follow the
 # conditional MMD flow toward the training pairs with locally connected patch projections that cut
-# the same window out of $x$ and of the FBP image (METHOD.md §4), without momentum, as the
+# the same window out of $x$ and of the FBP image ({ref}`method §4 <method-4>`), without momentum, as the
 # paper. Two changes make this work in the few flow steps a CPU affords; both were chosen by
 # looking at the evaluation images of this chapter (there is no separate validation set), so the
 # margins over the FBP below are somewhat optimistic.
@@ -129,14 +117,11 @@ start = time.perf_counter()
 #   networks, see below); the posterior-mean PSNR of the low-dose run (8 networks) rose from
 #   22.1 dB to 23.8 dB, and 10 networks gave 24.1 dB in that test.
 #
-# The settings of this run next to the paper's (METHOD.md §5); the last line is the GPU memory
-# that the paper's settings need (`cmmd.configs.estimate_gpu_memory_gb`).
+# The settings of this run next to the paper's ({ref}`method §5 <method-5>`); the last line is the GPU memory
+# that the paper's settings need (`cmmd.experiments.estimate_gpu_memory_gb`).
 
 # %%
-table = {e: {p: get_config(e, p).summary() for p in (profile, "paper")} for e in SETTINGS}
-display(Markdown(settings_table(table)))
-paper_memory = {e: estimate_gpu_memory_gb(get_config(e, "paper")) for e in SETTINGS}
-display(Markdown(memory_table(paper_memory)))
+table, paper_memory = chapter.show_settings(list(SETTINGS))
 
 # %% [markdown]
 # ## Data: ellipse phantoms for training, a fixed evaluation set
@@ -209,35 +194,18 @@ for name in eval_names:
     print(f"  {name}: {about}")
 
 # %%
-def observe(exp: CTConfig, operator: ParallelBeamRadon, x: torch.Tensor,
-            generator: torch.Generator) -> torch.Tensor:
-    """The observed sinogram of images x (B, 1, s, s): low-dose Poisson counts, or noise-free if
-    the config says so."""
-    sinogram = operator(x)
-    if exp.low_dose:
-        return low_dose(sinogram, mu_scale=lodopab_mu_scale(exp.x_shape[1]), generator=generator)
-    return sinogram
-
-
-def fbp(operator: ParallelBeamRadon, sinogram: torch.Tensor) -> torch.Tensor:
-    """The FBP image (ramp filter), the condition of the flow."""
-    return operator.fbp(sinogram)
-
-
-def training_pairs(exp: CTConfig, operator: ParallelBeamRadon,
-                   stream: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """N training images (ellipse phantoms or LoDoPaB) and the FBP images of their observations."""
+def training_images(n: int, stream: int) -> torch.Tensor:
+    """N training images: ellipse phantoms, or LoDoPaB training images inside the detector's disc."""
     if DATASET == "lodopab":
-        images, _ = lodopab_images("train", exp.n_train, exp.x_shape[1])
-        x = images * disc(exp.x_shape[1])
-    else:
-        x = random_ellipse_phantoms(exp.n_train, exp.x_shape[1], generator=rng(stream))
-    return x, fbp(operator, observe(exp, operator, x, rng(stream + 1)))
+        images, _ = lodopab_images("train", n, size)
+        return images * disc(size)
+    return random_ellipse_phantoms(n, size, generator=rng(stream))
 
 
 experiments = {name: get_config(name, profile) for name in SETTINGS}
 operators = {name: exp.operator() for name, exp in experiments.items()}
-train = {name: training_pairs(exp, operators[name], 10 + 2 * i)
+# (x, FBP of the observed sinogram): cmmd.experiments.tasks.ComputedTomography.training_pairs
+train = {name: exp.training_pairs(training_images(exp.n_train, 10 + 2 * i), generator=rng(11 + 2 * i))
          for i, (name, exp) in enumerate(experiments.items())}
 
 # %% mystnb={"figure": {"caption": "Six training pairs: the ground-truth images (top; random ellipse phantoms in the `cpu` run, LoDoPaB-CT images with `dataset = \"lodopab\"`) and the FBP images of their low-dose (middle) and limited-angle (bottom) observations, the conditions the flows learn from. The low-dose FBPs are covered with streaks of photon noise; the limited-angle FBPs are in addition smeared along the directions of the missing angles.", "name": "fig-ch7-training"}, "image": {"alt": "Three rows of six small CT images: piecewise-constant ellipse phantoms, their noisy streaked FBP reconstructions, and smeared limited-angle FBPs"}}
@@ -269,21 +237,10 @@ plt.show()
 models, fit_seconds = {}, {}
 for i, (name, exp) in enumerate(experiments.items()):
     x, y = (t.to(dev) for t in train[name])
-    model = exp.build_flow(init_seed=1000 * seed + 20 + i, device=dev,
-                           lr_schedule=cfg["lr_schedule"])
-    t0 = time.perf_counter()
-    fit_or_resume(model, x, y, generator=rng(30 + i), checkpoint_dir=checkpoint_dir,
-                  name=f"07-{name}", verbose=profile == "paper",
-                  memory_estimate_gb=estimate_gpu_memory_gb(exp) if profile == "paper" else None)
-    fit_seconds[name] = time.perf_counter() - t0
-    models[name] = model
-    h = model.history
-    print(f"{name}: {len(model.networks)} networks trained in {fit_seconds[name]:.0f} s")
-    print(f"  {'network':>8s} {'T_l':>6s} {'MMD² after flow':>16s} {'after network':>14s} "
-          f"{'train loss':>11s}")
-    history = zip(h.flow_steps, h.mmd2_after_flow, h.mmd2_after_network, h.train_loss)
-    for l, row in enumerate(history):
-        print(f"  {l + 1:8d} {row[0]:6d} {row[1]:16.3e} {row[2]:14.3e} {row[3]:11.3e}")
+    models[name], fit_seconds[name] = chapter.fit_experiment(
+        exp, x, y, name=f"07-{name}", init_stream=20 + i, stream=30 + i,
+        lr_schedule=cfg["lr_schedule"])
+    display(Markdown(fit_summary(name, models[name], fit_seconds[name])))
 
 # %% [markdown]
 # ## Posterior samples of the evaluation images
@@ -295,9 +252,8 @@ for i, (name, exp) in enumerate(experiments.items()):
 # %%
 results = {}
 for i, (name, exp) in enumerate(experiments.items()):
-    operator = operators[name]
-    sinogram = observe(exp, operator, truth, rng(40 + i))
-    condition = fbp(operator, sinogram)
+    sinogram = exp.observe(truth, generator=rng(40 + i))
+    condition = exp.task.condition(sinogram, exp.x_shape)  # the FBP image
     samples = models[name].sample(condition, cfg["n_samples"], generator=rng(50 + i)).clamp(0, 1)
     mean, std = posterior_stats(samples)
     results[name] = dict(sinogram=sinogram, fbp=condition.clamp(0, 1), samples=samples, mean=mean,
@@ -597,9 +553,8 @@ ledger = []
 for name in SETTINGS:
     sc = scores[name]
     for metric, field in (("psnr-mean", "psnr"), ("ssim-mean", "ssim")):
-        ledger.append(dict(experiment=name, metric=metric, ours=sc["posterior mean"][field],
-                           paper=None, baseline={"name": "FBP", "value": sc["FBP"][field]},
-                           higher_is_better=True, profile=profile))
+        ledger.append(chapter.ledger_row(name, metric, sc["posterior mean"][field],
+                                         baseline=("FBP", sc["FBP"][field]), higher_is_better=True))
 metrics = {
     name: dict(settings=table[name][profile], lr_schedule=cfg["lr_schedule"],
                n_samples=cfg["n_samples"],
@@ -618,10 +573,7 @@ metrics["data"] = (("training: the first LoDoPaB-CT training images (cmmd.data.l
                     if DATASET == "lodopab"
                     else "training: random ellipse phantoms (cmmd.data.random_ellipse_phantoms)")
                    + "; evaluation: " + ", ".join(eval_names))
-write_results(results_path, ledger=ledger, metrics=metrics)
-for row in ledger:
-    print(f"{row['experiment']:18s} {row['metric']:10s} {row['ours']:8.3f}   "
-          f"(FBP: {row['baseline']['value']:.3f}, paper: unknown)")
+chapter.save_results(results_path, ledger=ledger, metrics=metrics)
 
 # %% tags=["nbval-check-output"]
 for name, label in SETTINGS.items():
@@ -630,4 +582,4 @@ for name, label in SETTINGS.items():
               for row in ledger) == 2)
 
 # %%
-footer(time.perf_counter() - start, dev)
+chapter.footer()

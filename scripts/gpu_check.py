@@ -1,12 +1,13 @@
 """GPU check of the paper configs (run on a CUDA machine: PYTHONPATH=. python scripts/gpu_check.py [NAME ...]).
 
 For each paper experiment: a few flow steps and network updates on synthetic data of the right shapes,
-the measured peak GPU memory beside cmmd.configs.estimate_gpu_memory_gb, and step times; then the MNIST
+the measured peak GPU memory beside cmmd.experiments.estimate_gpu_memory_gb, and step times; then the MNIST
 patch-projection step at N = 2,000 and 20,000, and the CIFAR-10 pyramid (cmmd.pyramid) end to end. Writes gpu_check.json to $OUT (or /tmp). Not run by CI.
 """
 import json, math, os, sys, time
 import torch
-from cmmd.configs import EXPERIMENTS, get_config, estimate_gpu_memory_gb
+from cmmd.experiments import EXPERIMENTS, get_config, estimate_gpu_memory_gb
+from cmmd.flowspec import Schedule
 from cmmd.model import ConditionalMMDFlow
 from cmmd.energy import mmd2_grad
 from cmmd.projections import patch_gradient
@@ -48,7 +49,7 @@ for name in names:
     try:
         torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
         x, y = fake_data(cfg, level)
-        grad_fn = cfg.gradient(level)
+        grad_fn = cfg.flow_config(level).projection.gradient(cfg.level_shape(level), cfg.y_shape)
         joint = torch.cat([x.flatten(1), y.flatten(1)], 1)
         target = joint.flip(0).contiguous()
         gg = torch.Generator(device=dev).manual_seed(2)
@@ -58,11 +59,11 @@ for name in names:
         sync(); step_s = (time.perf_counter() - t0) / 3
         del joint, target
         torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
-        fc = replace(cfg.flow_config(level), n_networks=1, first_steps=2, train_steps=3)
+        fc = cfg.flow_config(level, schedule=Schedule.constant(1, steps=2), train_steps=3)
         with torch.random.fork_rng(devices=[dev]):
             torch.manual_seed(0)
             net = cfg.network(level).to(dev)
-        model = ConditionalMMDFlow(cfg.level_shape(level), cfg.y_shape, net=net, config=fc, gradient=grad_fn)
+        model = ConditionalMMDFlow(cfg.level_shape(level), cfg.y_shape, net=net, config=fc)
         t0 = time.perf_counter()
         model.fit(x, y, generator=torch.Generator(device=dev).manual_seed(3), progress=False)
         sync(); fit_s = time.perf_counter() - t0
@@ -87,7 +88,7 @@ cfg = get_config("mnist-classcond", "paper")
 for n in (2000, 20000):
     gg = torch.Generator(device=dev).manual_seed(0)
     joint = torch.rand(n, 794, generator=gg, device=dev); target = torch.rand(n, 794, generator=gg, device=dev)
-    f = cfg.gradient(); f(joint, target, gg); sync(); t0 = time.perf_counter()
+    f = cfg.flow_config().projection.gradient(cfg.level_shape(), cfg.y_shape); f(joint, target, gg); sync(); t0 = time.perf_counter()
     for _ in range(5): f(joint, target, gg)
     sync(); out[f"mnist_step_N{n}"] = (time.perf_counter() - t0) / 5
     print("mnist step", n, out[f"mnist_step_N{n}"], flush=True)
@@ -96,7 +97,7 @@ try:
     cfg = get_config("cifar10-classcond", "paper")
     torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
     x, y = fake_data(cfg, len(cfg.levels) - 1)
-    pyramid = cfg.build_flow(init_seed=0, device=dev, n_networks=1, first_steps=2, train_steps=3)
+    pyramid = cfg.build_flow(init_seed=0, device=dev, schedule=Schedule.constant(1, steps=2), train_steps=3)
     t0 = time.perf_counter()
     pyramid.fit(x, y, generator=torch.Generator(device=dev).manual_seed(4), progress=False)
     s = pyramid.sample(y[:10], 4, generator=torch.Generator(device=dev).manual_seed(5))

@@ -108,7 +108,7 @@ def test_ledger_status_and_tables():
 
 
 def test_runtime_device_and_banner(capsys):
-    assert book.check_profile("cpu") == "cpu"
+    assert runtime.check_profile("cpu") == "cpu"
     assert runtime.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert runtime.resolve_device("cpu") == torch.device("cpu")
     for bad in ("gpu0", 3):
@@ -162,7 +162,10 @@ def test_toc_lists_exactly_the_notebooks():
 def test_notebook_follows_the_contract(name):
     nb = book.load_notebook(ROOT / "notebooks" / f"{name}.py")  # raises NotebookError otherwise
     text = "\n".join(c.source for c in nb.cells)
-    assert "banner(profile" in text and "write_results(results_path" in text and "footer(" in text
+    # the kit opens the chapter (banner, clock), records its results and shows the run time (footer)
+    assert "Chapter.start(profile, device, seed" in text
+    assert re.search(r"chapter\.(finish|save_results)\(results_path", text)
+    assert "chapter.finish(" in text or "chapter.footer()" in text
     assert "PROFILES" in text and all(f'"{p}"' in text for p in runtime.PROFILES)
 
 

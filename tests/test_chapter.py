@@ -1,12 +1,12 @@
-"""The chapter kit (cmmd.chapter): a chapter's fit, stopped after k networks, resumes to the same numbers."""
+"""The chapter kit (cmmd.book.kit): a chapter's fit, stopped after k networks, resumes to the same numbers."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from cmmd.chapter import checkpoint_folder, fit_or_resume, has_checkpoint, load_splits
-from cmmd.configs import get_config
+from cmmd.book.kit import checkpoint_folder, fit_or_resume, has_checkpoint, load_splits
+from cmmd.experiments import get_config
 from cmmd.model import ConditionalMMDFlow
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cmmd.configs import get_config
 from cmmd.convolutional import sample_fully_convolutional
+from cmmd.experiments import get_config
 from cmmd.model import ConditionalMMDFlow
 
 
@@ -20,7 +20,7 @@ def model() -> ConditionalMMDFlow:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1)
         net = cfg.network()
-    flow = ConditionalMMDFlow(cfg.x_shape, cfg.y_shape, net=net, config=cfg.flow_config(), gradient=cfg.gradient())
+    flow = ConditionalMMDFlow(cfg.x_shape, cfg.y_shape, net=net, config=cfg.flow_config())
     return flow.fit(x, y, generator=gen, progress=False)
 
 

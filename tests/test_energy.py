@@ -3,13 +3,12 @@
 import pytest
 import torch
 
-from cmmd.energy import DEFAULT_BLOCK, mmd2, mmd2_grad
-from tests.conftest import brute_mmd2
+from cmmd.energy import DEFAULT_BLOCK, brute_force_mmd2, mmd2, mmd2_grad
 
 
 def autograd_reference(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     xr = x.clone().requires_grad_(True)
-    value = brute_mmd2(xr, y)
+    value = brute_force_mmd2(xr, y)
     (grad,) = torch.autograd.grad(value, xr)
     return value.detach(), grad
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from cmmd.energy import mmd2, mmd2_grad
+from cmmd.flowspec import Schedule
 from cmmd.model import ConditionalMMDFlow, FlowConfig
 from cmmd.sliced import mmd2_grad_1d, sliced_mmd2_grad
 
@@ -39,7 +40,7 @@ def test_learned_flow_fits_and_samples_on_cuda():
     g = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(300, 2, generator=g, device="cuda")
     y = x.sum(1, keepdim=True)
-    cfg = FlowConfig(n_networks=2, first_steps=4, max_increment=0, train_steps=10, hidden=16, depth=2)
+    cfg = FlowConfig(schedule=Schedule.constant(2, steps=4, momentum=0.8), train_steps=10, hidden=16, depth=2)
     model = ConditionalMMDFlow((2,), (1,), config=cfg).fit(x, y, generator=g, progress=False)
     samples = model.sample(y[:3], 5, generator=g)
     assert samples.device.type == "cuda" and samples.shape == (3, 5, 2)

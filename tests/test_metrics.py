@@ -14,11 +14,14 @@ from scipy import stats
 
 from cmmd.metrics import (
     coverage_of_intervals,
+    covariance_error,
     credible_region_coverage,
-    energy_distance,
+    high_frequency_energy,
+    mean_error,
     measurement_residual,
     posterior_stats,
     psnr,
+    sample_covariance,
     ssim,
 )
 
@@ -27,25 +30,6 @@ F64 = torch.float64
 
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-# ----------------------------------------------------------------------------- energy distance
-
-
-def brute_energy(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return 2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean()
-
-
-def test_energy_distance_equals_brute_force_and_vanishes_on_equal_clouds():
-    x = torch.randn(300, 4, generator=gen(0), dtype=F64)
-    y = 0.5 + 1.3 * torch.randn(200, 4, generator=gen(1), dtype=F64)
-    ed = energy_distance(x, y)
-    assert ed.shape == () and float(ed) > 0.1
-    torch.testing.assert_close(ed, brute_energy(x, y), rtol=1e-10, atol=1e-12)
-    assert float(energy_distance(x, x)) == 0.0
-    assert abs(float(energy_distance(x, x[torch.randperm(300, generator=gen(2))]))) < 1e-12
-    with pytest.raises(ValueError, match="feature dimension"):
-        energy_distance(x, y[:, :3])
 
 
 # ----------------------------------------------------------------------------- posterior statistics
@@ -100,6 +84,63 @@ def test_interval_coverage_of_exact_gaussian_samples():
     assert narrow[1] < 0.682689 - 20 * math.sqrt(0.68 * 0.32 / n)
     with pytest.raises(ValueError, match="truth must have shape"):
         coverage_of_intervals(samples, truth[:, :3])
+
+
+# ----------------------------------------------------------------------------- moments of vector samples
+
+
+def _correlated_samples(b: int, s: int, d: int, seed: int) -> torch.Tensor:
+    g = gen(seed)
+    mix = torch.randn(b, d, d, generator=g, dtype=F64)
+    return torch.randn(b, s, d, generator=g, dtype=F64) @ mix + 3.0 * torch.randn(b, 1, d, generator=g, dtype=F64)
+
+
+def test_sample_covariance_and_moment_errors_equal_numpy():
+    samples = _correlated_samples(4, 37, 3, seed=20)
+    mean = torch.randn(4, 3, generator=gen(21), dtype=F64)
+    cov = torch.randn(4, 3, 3, generator=gen(22), dtype=F64)
+    cov_hat, m_err, c_err = sample_covariance(samples), mean_error(samples, mean), covariance_error(samples, cov)
+    assert cov_hat.shape == (4, 3, 3) and m_err.shape == c_err.shape == (4,)
+    for b in range(4):
+        x = samples[b].numpy()
+        np_cov = np.cov(x, rowvar=False, ddof=1)
+        # Entries of size ~10 from sums of 37 products: float64 round-off ~1e-14 relative.
+        np.testing.assert_allclose(cov_hat[b].numpy(), np_cov, rtol=1e-12, atol=1e-12)
+        expected_mean = np.linalg.norm(x.mean(0) - mean[b].numpy())
+        expected_cov = np.linalg.norm(np_cov - cov[b].numpy()) / np.linalg.norm(cov[b].numpy())
+        assert float(m_err[b]) == pytest.approx(expected_mean, rel=1e-12)
+        assert float(c_err[b]) == pytest.approx(expected_cov, rel=1e-12)
+    # The samples' own moments are errors of exactly 0; their transpose is not (the test can tell).
+    assert torch.equal(covariance_error(samples, cov_hat), torch.zeros(4, dtype=F64))
+    assert float(covariance_error(samples, cov_hat.transpose(1, 2) + torch.eye(3, dtype=F64)).min()) > 0
+    assert torch.equal(mean_error(samples, samples.mean(1)), torch.zeros(4, dtype=F64))
+
+
+def test_moment_errors_of_exact_gaussian_samples_are_monte_carlo_noise():
+    """For S samples of N(m, C): E|mean error|² = tr C / S, and (C = I_d) E||Ĉ − I||_F² = (d² + d)/(S − 1)."""
+    b, s, d = 400, 200, 3
+    samples = torch.randn(b, s, d, generator=gen(23), dtype=F64)
+    eye = torch.eye(d, dtype=F64).expand(b, d, d)
+    m2 = mean_error(samples, torch.zeros(b, d, dtype=F64)).square()
+    c2 = covariance_error(samples, eye).square() * d  # ||I||_F² = d
+    # m2·S/d ~ χ²_d/d (variance 2/d); the 5-SE bands below hold m2 and c2 to about ±12 % of their means.
+    assert abs(float(m2.mean()) * s / d - 1) < 5 * math.sqrt(2 / d / b)
+    expected = (d * d + d) / (s - 1)
+    assert abs(float(c2.mean()) / expected - 1) < 5 * float(c2.std()) / math.sqrt(b) / expected
+    # Power: samples with twice the spread are far off.
+    assert float((covariance_error(2 * samples, eye).square() * d).mean()) > 5 * expected
+
+
+def test_moment_functions_bad_inputs():
+    samples = torch.randn(2, 5, 3, dtype=F64)
+    with pytest.raises(ValueError, match="S >= 2"):
+        sample_covariance(samples[:, :1])
+    with pytest.raises(ValueError, match="mean must have shape"):
+        mean_error(samples, torch.zeros(2, 4, dtype=F64))
+    with pytest.raises(ValueError, match="cov must have shape"):
+        covariance_error(samples, torch.zeros(2, 3, 4, dtype=F64))
+    with pytest.raises(ValueError, match="zero matrix"):
+        covariance_error(samples, torch.zeros(2, 3, 3, dtype=F64))
 
 
 # ----------------------------------------------------------------------------- HDR coverage
@@ -179,6 +220,45 @@ def test_psnr_ssim_bad_inputs():
         ssim(x[:, :5, :5], x[:, :5, :5], data_range=1.0)
     with pytest.raises(ValueError, match="x must have shape"):
         psnr(x[0, 0], x[0, 0], data_range=1.0)
+
+
+# ----------------------------------------------------------------------------- high-frequency energy
+
+
+def test_high_frequency_energy_of_constant_ramp_and_checkerboard():
+    # The 5-point Laplacian vanishes on affine images; dyadic values keep the arithmetic exact.
+    i, j = torch.meshgrid(torch.arange(20, dtype=F64), torch.arange(15, dtype=F64), indexing="ij")
+    assert float(high_frequency_energy(torch.full((2, 1, 20, 15), 0.75, dtype=F64))) == 0.0
+    # Otherwise 4c − 4·c is off by at most a few roundings of 4c: squares below (8 eps c)².
+    eps = torch.finfo(F64).eps
+    assert 0.0 <= float(high_frequency_energy(torch.full((20, 15), 0.7, dtype=F64))) <= (8 * eps * 0.7) ** 2
+    assert float(high_frequency_energy(3 * i - 2 * j + 5)) == 0.0
+    # (−1)^(i+j): every neighbour has the opposite sign, Laplacian ±8, mean square 64.
+    assert float(high_frequency_energy((-1.0) ** (i + j))) == 64.0
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_high_frequency_energy_of_sinusoids_matches_the_analytic_value(k):
+    """u = a·sin(ω i + φ) with ω = 2πk/K over K = H − 2 interior rows: the Laplacian is 4 sin²(ω/2)·u and
+    mean_I sin² = 1/2 over whole periods, so the energy is 8 a² sin⁴(ω/2). The same along columns; a batch of
+    such images pools to the mean of their energies."""
+    n_interior, a, phase = 24, 0.3, 0.4
+    omega = 2 * math.pi * k / n_interior
+    wave = a * torch.sin(omega * torch.arange(n_interior + 2, dtype=F64) + phase)
+    image = wave[:, None].expand(n_interior + 2, 11)  # varies along the rows only
+    expected = 8 * a**2 * math.sin(omega / 2) ** 4
+    # Round-off: a few eps on Laplacians of size ≤ 4a; 1e-12 relative leaves a wide margin.
+    assert float(high_frequency_energy(image)) == pytest.approx(expected, rel=1e-12)
+    assert float(high_frequency_energy(wave[None, :].expand(9, n_interior + 2))) == pytest.approx(expected, rel=1e-12)
+    batch = torch.stack([image, 2 * image])[:, None]  # (2, 1, H, W): energies e and 4e
+    assert float(high_frequency_energy(batch)) == pytest.approx(2.5 * expected, rel=1e-12)
+
+
+def test_high_frequency_energy_bad_inputs():
+    with pytest.raises(ValueError, match="H, W >= 3"):
+        high_frequency_energy(torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="floating dtype"):
+        high_frequency_energy(torch.zeros(4, 4, dtype=torch.int64))
 
 
 # ----------------------------------------------------------------------------- residuals

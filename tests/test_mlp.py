@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from cmmd.flowspec import Schedule, Sliced
 from cmmd.model import ConditionalMMDFlow, FlowConfig
 from cmmd.nets import MLP, count_parameters
 
@@ -46,7 +47,7 @@ def test_flow_with_fourier_features_fits_saves_and_loads(tmp_path):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(200, 2, generator=g)
     y = x.sum(1, keepdim=True) + 0.1 * torch.randn(200, 1, generator=g)
-    config = FlowConfig(n_networks=2, first_steps=3, max_increment=0, n_projections=10, train_steps=5,
+    config = FlowConfig(schedule=Schedule.constant(2, steps=3, momentum=0.8), projection=Sliced(10), train_steps=5,
                         hidden=8, depth=1, fourier_features=4, fourier_scale=1.5)
     model = ConditionalMMDFlow((2,), (1,), config=config).fit(x, y, generator=g, progress=False)
     assert model.networks[0].fourier_features == 4

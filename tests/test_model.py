@@ -1,11 +1,14 @@
 """cmmd.model: determinism, batch independence, checkpoints that resume bit-identically, clear errors."""
 
+import dataclasses
+
 import pytest
 import torch
 
+from cmmd.flowspec import Exact, Schedule, Sliced
 from cmmd.model import ConditionalMMDFlow, FlowConfig
 
-TINY = FlowConfig(n_networks=3, first_steps=4, max_increment=0, n_projections=20, momentum=0.5,
+TINY = FlowConfig(schedule=Schedule.growing(3, first_steps=4, max_increment=0, momentum=0.5), projection=Sliced(20),
                   train_steps=15, batch_size=32, lr=1e-3, hidden=16, depth=2, sample_batch=50)
 
 
@@ -31,12 +34,12 @@ def assert_same_networks(a: ConditionalMMDFlow, b: ConditionalMMDFlow) -> None:
 
 
 def test_schedule_follows_the_paper():
-    cfg = FlowConfig(n_networks=12, first_steps=16, max_increment=1024, max_steps=30_000)
-    assert cfg.flow_steps() == [16, 32, 64, 128, 256, 512, 1024, 2048, 3072, 4096, 5120, 6144]
-    assert FlowConfig(n_networks=3, first_steps=25, max_increment=0).flow_steps() == [25, 25, 25]
+    cfg = FlowConfig(schedule=Schedule.growing(12, first_steps=16, max_increment=1024, max_steps=30_000))
+    assert list(cfg.schedule.steps) == [16, 32, 64, 128, 256, 512, 1024, 2048, 3072, 4096, 5120, 6144]
+    assert list(Schedule.growing(3, first_steps=25, max_increment=0).steps) == [25, 25, 25]
     paper = dict(max_increment=1024)
-    assert FlowConfig(n_networks=5, first_steps=8, **paper).flow_steps() == [8, 16, 32, 64, 128]  # materials: 2^3
-    assert FlowConfig(n_networks=40, first_steps=8, max_steps=10_000, **paper).flow_steps()[-1] == 10_000
+    assert list(Schedule.growing(5, first_steps=8, **paper).steps) == [8, 16, 32, 64, 128]  # materials: 2^3
+    assert Schedule.growing(40, first_steps=8, max_steps=10_000, **paper).steps[-1] == 10_000
 
 
 def test_fit_is_deterministic_and_leaves_the_global_rng_alone():
@@ -93,7 +96,7 @@ def test_existing_checkpoint_is_never_overwritten(tmp_path):
 
 def test_resume_refuses_a_checkpoint_of_another_configuration(tmp_path):
     trained(checkpoint_dir=tmp_path)
-    other = FlowConfig(**{**TINY.__dict__, "hidden": 8})
+    other = dataclasses.replace(TINY, hidden=8)
     with pytest.raises(ValueError, match="another configuration.*hidden"):
         trained(config=other, checkpoint_dir=tmp_path, resume=True)
     x, y = pairs(seed=1)
@@ -114,6 +117,25 @@ def test_save_and_load_give_the_same_samples(tmp_path):
     assert loaded.history.train_loss == model.history.train_loss
 
 
+@pytest.mark.parametrize("projection", [Sliced(13), Exact()], ids=str)
+def test_a_saved_flow_loads_back_with_its_projection_and_schedule(tmp_path, projection):
+    schedule = Schedule.growing(3, first_steps=2, max_increment=4, momentum=0.2, momentum_increment=0.3,
+                                momentum_max=0.6)
+    assert schedule.steps == (2, 4, 8) and schedule.momenta == pytest.approx((0.2, 0.5, 0.6))
+    config = dataclasses.replace(TINY, schedule=schedule, projection=projection, train_steps=3)
+    trained(config=config).save(tmp_path / "flow.pt")
+    loaded = ConditionalMMDFlow.load(tmp_path / "flow.pt")
+    assert loaded.config.projection == projection and type(loaded.config.projection) is type(projection)
+    assert loaded.config.schedule == schedule
+    assert loaded.config == config
+
+
+def test_resume_refuses_a_checkpoint_of_other_projections(tmp_path):
+    trained(config=dataclasses.replace(TINY, projection=Sliced(13)), checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"another configuration: config: .*'n_projections': 13"):
+        trained(config=dataclasses.replace(TINY, projection=Sliced(8)), checkpoint_dir=tmp_path, resume=True)
+
+
 def test_clear_errors():
     model = ConditionalMMDFlow((2,), (1,), config=TINY)
     with pytest.raises(RuntimeError, match="call fit"):
@@ -131,12 +153,13 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="x_shape"):
         ConditionalMMDFlow((), (1,))
     with pytest.raises(ValueError, match="lr_schedule"):
-        ConditionalMMDFlow((2,), (1,), config=FlowConfig(**{**TINY.__dict__, "lr_schedule": "step"})).fit(x, y, progress=False)
+        ConditionalMMDFlow((2,), (1,), config=dataclasses.replace(TINY, lr_schedule="step")).fit(x, y, progress=False)
 
 
 def test_a_fitted_flow_moves_samples_toward_the_posterior():
     """After fitting, samples for y = x1 + x2 + noise have x1 + x2 close to y (a sanity check, not accuracy)."""
-    cfg = FlowConfig(**{**TINY.__dict__, "n_networks": 4, "first_steps": 10, "train_steps": 150, "hidden": 64})
+    cfg = dataclasses.replace(TINY, schedule=Schedule.growing(4, first_steps=10, max_increment=0, momentum=0.5),
+                              train_steps=150, hidden=64)
     x, y = pairs(n=600)
     model = ConditionalMMDFlow((2,), (1,), config=cfg).fit(x, y, generator=torch.Generator().manual_seed(0), progress=False)
     y_test = torch.tensor([[-2.0], [0.0], [2.0]])

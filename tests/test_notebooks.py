@@ -22,9 +22,9 @@ import pytest
 import torch
 
 from cmmd import book
-from cmmd.configs import get_config
 from cmmd.data import load_fashion_mnist, load_materials, random_ellipse_phantoms
 from cmmd.data.cifar import CIFAR10_DIRNAME, CIFAR10_FILES
+from cmmd.experiments import get_config
 from tests.test_data import write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def marked_cell(cell) -> bool:
 def missing_data(name: str) -> str | None:
     """Why a chapter cannot run on this machine (its data are not here), or None.
 
-    Chapter 6 needs the authors' SiC images (../shared or $CMMD_DATA_DIR); without them it raises
+    Chapter 6 needs the authors' SiC images ($CMMD_DATA_DIR or a local copy, [method §7]); without them it raises
     FileNotFoundError by design, and the smoke test is skipped rather than run on other data.
     """
     if name != "06_superresolution":

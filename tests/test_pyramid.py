@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cmmd.configs import get_config
+from cmmd.experiments import get_config
+from cmmd.flowspec import Schedule
 from cmmd.model import ConditionalMMDFlow, FlowConfig
 from cmmd.pyramid import PyramidFlow
 
@@ -16,9 +17,8 @@ def tiny_pyramid(upsample_noise: float = NOISE) -> PyramidFlow:
     exp = get_config("cifar10-classcond", "smoke")
     flows = []
     for k, size in enumerate((4, 8)):
-        cfg = exp.flow_config(k)
-        flows.append(ConditionalMMDFlow((1, size, size), (3,), config=cfg, gradient=exp.gradient(0),
-                                        net=_tiny_net(size)))
+        cfg = exp.flow_config(k, projection=exp.flow_config(0).projection)  # the full-space level-0 projections
+        flows.append(ConditionalMMDFlow((1, size, size), (3,), config=cfg, net=_tiny_net(size)))
     return PyramidFlow(flows, upsample_noise=upsample_noise)
 
 
@@ -124,12 +124,15 @@ def test_save_and_load_give_the_same_samples(tmp_path):
         PyramidFlow.load(tmp_path / "single.pt")
 
 
+ONE_NETWORK = FlowConfig(schedule=Schedule.constant(1, steps=25, momentum=0.8))  # the defaults, one network
+
+
 def test_clear_errors():
-    a = ConditionalMMDFlow((1, 4, 4), (3,), config=FlowConfig(n_networks=1))
+    a = ConditionalMMDFlow((1, 4, 4), (3,), config=ONE_NETWORK)
     with pytest.raises(ValueError, match="larger multiple"):
-        PyramidFlow([a, ConditionalMMDFlow((1, 6, 6), (3,), config=FlowConfig(n_networks=1))])
+        PyramidFlow([a, ConditionalMMDFlow((1, 6, 6), (3,), config=ONE_NETWORK)])
     with pytest.raises(ValueError, match="share y_shape"):
-        PyramidFlow([a, ConditionalMMDFlow((1, 8, 8), (2,), config=FlowConfig(n_networks=1))])
+        PyramidFlow([a, ConditionalMMDFlow((1, 8, 8), (2,), config=ONE_NETWORK)])
     with pytest.raises(RuntimeError, match="call fit"):
         tiny_pyramid().sample(torch.zeros(1, 3), 2)
     with pytest.raises(ValueError, match="full resolution"):
@@ -143,3 +146,22 @@ def test_configs_build_a_pyramid_for_cifar_and_a_single_flow_otherwise():
     assert cifar.upsample_noise == NOISE
     mnist = get_config("mnist-classcond", "smoke").build_flow(init_seed=0, lr_schedule="cosine")
     assert isinstance(mnist, ConditionalMMDFlow) and mnist.config.lr_schedule == "cosine"
+
+
+def test_both_learned_flows_are_one_sampler_interface(tmp_path):
+    """ConditionalMMDFlow and PyramidFlow satisfy cmmd.samplers.ConditionalSampler, and load_sampler reads either."""
+    from cmmd.experiments import get_config
+    from cmmd.samplers import ConditionalSampler, load_sampler
+
+    for name in ("mnist-inpainting", "cifar10-inpainting"):
+        exp = get_config(name, "smoke")
+        x = torch.rand(exp.n_train, *exp.x_shape, generator=torch.Generator().manual_seed(0))
+        y = torch.rand(exp.n_train, *exp.y_shape, generator=torch.Generator().manual_seed(1))
+        model = exp.build_flow(init_seed=0).fit(x, y, generator=torch.Generator().manual_seed(2), progress=False)
+        assert isinstance(model, ConditionalSampler)
+        model.save(tmp_path / f"{name}.pt")
+        nets = [exp.network(k) for k in range(len(exp.levels))]
+        again = load_sampler(tmp_path / f"{name}.pt", nets=nets)
+        assert type(again) is type(model) and isinstance(again, ConditionalSampler)
+        g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+        assert torch.equal(again.sample(y[:2], 2, generator=g()), model.sample(y[:2], 2, generator=g()))

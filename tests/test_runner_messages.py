@@ -9,6 +9,7 @@ import nbformat
 import pytest
 
 from cmmd import book
+from cmmd.book import runner
 
 
 def _record(name: str) -> dict:
@@ -32,13 +33,13 @@ def test_failing_cells_are_numbered_as_in_the_source():
              nbformat.v4.new_markdown_cell("# text"), nbformat.v4.new_code_cell("boom()")]
     nb = nbformat.v4.new_notebook(cells=cells)
     # papermill runs [colab, parameters, injected-parameters, text, boom]: its index 4 is the source's 3.
-    assert [book._source_cell(nb, k) for k in (0, 1, 3, 4)] == [0, 1, 2, 3]
+    assert [runner._source_cell(nb, k) for k in (0, 1, 3, 4)] == [0, 1, 2, 3]
     plain = nbformat.v4.new_notebook(cells=[cells[0], cells[3]])
-    assert book._source_cell(plain, 1) == 1  # no parameters cell: nothing injected, nothing shifted
+    assert runner._source_cell(plain, 1) == 1  # no parameters cell: nothing injected, nothing shifted
 
 
 def test_the_failing_cell_line_is_found_in_the_source(tmp_path):
     src = tmp_path / "01_x.py"
     src.write_text("# %%\nimport os\n\n# %%\nvalue = 1\nboom()\n")
-    assert book._source_line(src, "value = 1\nboom()") == ", line 5"
-    assert book._source_line(src, "not in the file") == ""
+    assert runner._source_line(src, "value = 1\nboom()") == ", line 5"
+    assert runner._source_line(src, "not in the file") == ""

@@ -3,6 +3,7 @@ low-precision inputs, huge numbers of projections, resume fingerprints, kills du
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import subprocess
@@ -16,13 +17,15 @@ import torch
 import cmmd.sliced as sliced
 from cmmd._checks import check_floating
 from cmmd.checkpoint import CheckpointError
-from cmmd.configs import get_config
 from cmmd.energy import mmd2_grad
+from cmmd.experiments import get_config
+from cmmd.flowspec import Patches, Schedule, Sliced
 from cmmd.model import ConditionalMMDFlow, FlowConfig
 from cmmd.projections import PatchProjections
 from cmmd.pyramid import PyramidFlow
 
-TINY = FlowConfig(n_networks=2, first_steps=3, max_increment=0, n_projections=10, momentum=0.5,
+SCHEDULE = dict(n_networks=2, first_steps=3, max_increment=0, momentum=0.5)
+TINY = FlowConfig(schedule=Schedule.growing(**SCHEDULE), projection=Sliced(10),
                   train_steps=5, batch_size=16, lr=1e-3, hidden=8, depth=1, fourier_features=0, sample_batch=32)
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,27 +106,47 @@ def test_pyramid_sampling_checks_batch_size():
 
 
 @pytest.mark.parametrize("field, value", [
-    ("sample_batch", -1), ("grad_clip", -1.0), ("batch_size", 0), ("train_steps", 0), ("n_networks", 0),
-    ("n_projections", 0), ("lr", float("nan")), ("lr", 0.0), ("step_size", -1.0), ("momentum", 1.0),
-    ("max_increment", -1), ("hidden", True), ("first_steps", 2.0), ("lr_schedule", "step"),
+    ("sample_batch", -1), ("grad_clip", -1.0), ("batch_size", 0), ("train_steps", 0), ("lr", float("nan")),
+    ("lr", 0.0), ("step_size", -1.0), ("hidden", True), ("lr_schedule", "step"), ("schedule", [3, 3]),
+    ("projection", 10),
 ])
 def test_flow_config_is_validated_at_construction(field, value):
     with pytest.raises(ValueError, match=f"FlowConfig.{field}"):
-        FlowConfig(**{**TINY.__dict__, field: value})
+        dataclasses.replace(TINY, **{field: value})
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("n_networks", 0, "n_networks"), ("momentum", 1.0, r"Schedule.momenta\[network 1\].*diverges"),
+    ("max_increment", -1, "max_increment"), ("first_steps", 2.0, "first_steps"),
+    ("momentum_increment", -0.1, "momentum_increment"),
+])
+def test_schedule_is_validated_at_construction(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        Schedule.growing(**{**SCHEDULE, field: value})
+
+
+def test_projections_are_validated_at_construction():
+    with pytest.raises(ValueError, match="Sliced.n_projections"):
+        Sliced(0)
+    with pytest.raises(ValueError, match="Patches.n_projections"):
+        Patches(patch_size=2, windows=(2,), weights=(1.0,), n_projections=0)
+    with pytest.raises(ValueError, match="one weight per window"):
+        Patches(patch_size=2, windows=(2, 4), weights=(1.0,), n_projections=4)
 
 
 def test_growing_momentum_must_stay_below_one():
-    with pytest.raises(ValueError, match="momentum_max"):
-        FlowConfig(n_networks=30, momentum=0.5, momentum_increment=0.05, momentum_max=1.0)
-    assert max(FlowConfig(n_networks=30, momentum=0.5, momentum_increment=0.05, momentum_max=0.8).momenta()) == 0.8
+    with pytest.raises(ValueError, match=r"Schedule.momenta\[network 11\].*diverges"):
+        Schedule.growing(30, first_steps=3, momentum=0.5, momentum_increment=0.05, momentum_max=1.0)
+    assert max(Schedule.growing(30, first_steps=3, momentum=0.5, momentum_increment=0.05, momentum_max=0.8).momenta) \
+        == 0.8
 
 
 def test_experiment_configs_and_build_flow_changes_are_validated():
     cfg = get_config("mnist-classcond", "smoke")
-    with pytest.raises(ValueError, match="MNISTClassConditional.batch_size"):
+    with pytest.raises(ValueError, match="ExperimentConfig.batch_size"):
         cfg.with_changes(batch_size=0)
     with pytest.raises(ValueError, match=r"levels\[0\].step_size"):
-        cfg.with_changes(levels=(type(cfg.levels[0])(**{**cfg.levels[0].__dict__, "step_size": -1.0}),))
+        cfg.with_changes(levels=(dataclasses.replace(cfg.levels[0], step_size=-1.0),))
     with pytest.raises(ValueError, match="FlowConfig.lr"):
         cfg.build_flow(init_seed=0, lr=-1.0)
     with pytest.raises(ValueError, match=r"\['learning_rate'\] are not FlowConfig fields"):

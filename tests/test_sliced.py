@@ -7,17 +7,8 @@ import pytest
 import torch
 
 from cmmd._sort import sort_rows
-from cmmd.energy import mmd2, mmd2_grad
+from cmmd.energy import brute_force_mmd2, mmd2, mmd2_grad
 from cmmd.sliced import mmd2_1d, mmd2_grad_1d, sliced_factor, sliced_mmd2, sliced_mmd2_grad
-
-
-def brute_1d(xp: torch.Tensor, yp: torch.Tensor) -> torch.Tensor:
-    """Row-wise 1D MMD² with k = −|s−t| by the O((N+M)²) double sums; (P,)."""
-    n, m = xp.shape[1], yp.shape[1]
-    cross = (xp[:, :, None] - yp[:, None, :]).abs().sum((1, 2)) / (n * m)
-    within_x = (xp[:, :, None] - xp[:, None, :]).abs().sum((1, 2)) / (2 * n * n)
-    within_y = (yp[:, :, None] - yp[:, None, :]).abs().sum((1, 2)) / (2 * m * m)
-    return cross - within_x - within_y
 
 
 @pytest.mark.parametrize("n, m", [(30, 30), (17, 41), (50, 9)])
@@ -31,7 +22,7 @@ def test_1d_gradient_and_value_match_autograd(gen, n, m, ties):
         xp = torch.randn(p, n, generator=gen, dtype=torch.float64)
         yp = torch.randn(p, m, generator=gen, dtype=torch.float64) + 0.3
     xr = xp.clone().requires_grad_(True)
-    reference = brute_1d(xr, yp)
+    reference = brute_force_mmd2(xr[..., None], yp[..., None])  # row-wise 1D MMD², (P,)
     (grad,) = torch.autograd.grad(reference.sum(), xr)
     assert torch.allclose(mmd2_grad_1d(xp, yp), grad, rtol=0, atol=1e-10)
     assert torch.allclose(mmd2_1d(xp, yp), reference.detach(), rtol=0, atol=1e-10)
@@ -39,7 +30,7 @@ def test_1d_gradient_and_value_match_autograd(gen, n, m, ties):
 
 def autograd_1d(xp: torch.Tensor, yp: torch.Tensor) -> torch.Tensor:
     xr = xp.double().clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(brute_1d(xr, yp.double()).sum(), xr)
+    (grad,) = torch.autograd.grad(brute_force_mmd2(xr[..., None], yp[..., None]).sum(), xr)
     return grad
 
 
@@ -123,7 +114,7 @@ def test_relative_error_falls_like_sqrt_d_over_p(gen):
         slope = np.polyfit(np.log(ps), np.log(errors), 1)[0]
         assert abs(slope + 0.5) <= 0.1, (d, slope, errors)
         prefactors[d] = np.mean([e / math.sqrt(d / p) for e, p in zip(errors, ps)])
-    # The error is ≈ C·sqrt(d/P) with one constant C for every d (METHOD.md: C ≈ 1.4).
+    # The error is ≈ C·sqrt(d/P) with one constant C for every d ([method §7]: C ≈ 1.4).
     assert 0.5 < prefactors[10] < 3 and 0.5 < prefactors[80] < 3
     assert 1 / 1.5 < prefactors[10] / prefactors[80] < 1.5
 

@@ -4,10 +4,11 @@ initialisation, an independent parameter count, learning, full convolutionality,
 import pytest
 import torch
 
+from cmmd.experiments.encoders import ClassChannels, ImageCondition, ObservedImage, ResizedImage
+from cmmd.flowspec import Patches, Schedule
 from cmmd.model import ConditionalMMDFlow, FlowConfig
-from cmmd.nets import ClassChannels, ImageCondition, ObservedImage, ResizedImage, UNet, count_parameters
+from cmmd.nets import UNet, count_parameters
 from cmmd.operators import Inpainting
-from cmmd.projections import patch_gradient
 
 
 def tiny(x_channels=1, cond_channels=2, encoder=None, **kwargs):
@@ -147,9 +148,10 @@ def test_conditional_flow_model_trains_and_samples_with_a_unet(gen, tmp_path):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         net = tiny(1, 2, ClassChannels(8, 8))
-    gradient = patch_gradient((1, 8, 8), (2,), patch_size=2, windows=[2, 4, 8], weights=[1, 1, 1], n_projections=16)
-    config = FlowConfig(n_networks=2, first_steps=2, train_steps=3, batch_size=8, sample_batch=16)
-    model = ConditionalMMDFlow((1, 8, 8), (2,), net=net, config=config, gradient=gradient)
+    patches = Patches(patch_size=2, windows=(2, 4, 8), weights=(1.0, 1.0, 1.0), n_projections=16, slicing="local")
+    config = FlowConfig(schedule=Schedule.constant(2, steps=2, momentum=0.8), projection=patches, train_steps=3,
+                        batch_size=8, sample_batch=16)
+    model = ConditionalMMDFlow((1, 8, 8), (2,), net=net, config=config)
     model.fit(x, y, generator=torch.Generator().manual_seed(1), progress=False)
     samples = model.sample(y[:3], 4, generator=torch.Generator().manual_seed(2))
     assert samples.shape == (3, 4, 1, 8, 8)
@@ -157,3 +159,4 @@ def test_conditional_flow_model_trains_and_samples_with_a_unet(gen, tmp_path):
     loaded = ConditionalMMDFlow.load(tmp_path / "flow.pt", net=tiny(1, 2, ClassChannels(8, 8)))
     again = loaded.sample(y[:3], 4, generator=torch.Generator().manual_seed(2))
     assert torch.equal(samples, again)
+    assert loaded.config.projection == patches

@@ -1,6 +1,7 @@
 """Data sets of the experiments, as float tensors in [0, 1] with a record of their source.
 
-Every loader looks for its files in this order (DESIGN.md, Data):
+Every loader looks for its files in this order (README.md, section "Data"; what exists offline is listed in
+the book's page "Method and settings", book/method.md, §7):
 
 1. the local data directory: ``$CMMD_DATA_DIR`` when set (read at each call), else the download
    cache ``~/.cache/cmmd``;

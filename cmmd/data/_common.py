@@ -1,7 +1,7 @@
 """Shared machinery of :mod:`cmmd.data`: the result type, argument checks, the data directory,
 checksummed downloads and the "no data found" error.
 
-Resolution order of every loader (DESIGN.md, Data): (1) the local data directory (``$CMMD_DATA_DIR``,
+Resolution order of every loader (README.md, section "Data"): (1) the local data directory (``$CMMD_DATA_DIR``,
 else the download cache ``~/.cache/cmmd``) → (2) an offline copy shipped by a package → (3) a download
 into the local data directory, verified by checksum → (4) :class:`FileNotFoundError` naming every option.
 """

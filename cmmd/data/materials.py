@@ -1,4 +1,6 @@
-"""The SiC microstructure images of the paper's super-resolution experiment (METHOD.md §5).
+"""The SiC microstructure images of the paper's super-resolution experiment.
+
+Their use in the paper: the book's page "Method and settings", book/method.md, §5.
 
 30 training images ``train/slice*.png`` and one test image ``test/hr_img.png``, each 600×600, 8-bit
 grey, published with the authors' code (MIT) at
@@ -238,7 +240,7 @@ def materials_tiles(images: torch.Tensor, *, tile: int = 100, n_tiles: int | Non
     Tile ``k`` comes from image ``k // (gh·gw)``, grid row ``(k // gw) % gh`` and column ``k % gw``, where
     ``gh = H // tile`` and ``gw = W // tile`` (36 tiles per 600×600 image for ``tile=100``): the order of
     the authors' ``createTrainset`` (image, then row, then column). The paper's 1,000 tiles are the
-    first 1,000 of the 1,080 from the 30 training images (METHOD.md §5).
+    first 1,000 of the 1,080 from the 30 training images [method §5].
 
     Args:
         images: (N, C, H, W) with H, W >= ``tile``.

@@ -1,4 +1,4 @@
-"""Forward operators with verified adjoints, and noise models (DESIGN.md: module ``operators``).
+"""Forward operators with verified adjoints, and noise models (layer 1 of README.md's "Architecture").
 
 Contract (:class:`LinearOperator`): ``A(x)`` / ``A.forward(x)`` maps (B, *x_shape) to
 (B, *y_shape), ``A.adjoint(y)`` is the exact transpose; device and dtype follow the input.

@@ -4,7 +4,8 @@ The weights are those of antialiased bicubic resampling as in Pillow and
 ``torch.nn.functional.interpolate(mode="bicubic", antialias=True)``: the Keys cubic kernel
 with a = −0.5 stretched by the factor, each row renormalised to sum 1 (which also handles the
 image border). Writing it as matrices ``R`` (rows) and ``C`` (columns), ``A x = R x Cᵀ`` and
-``Aᵀ y = Rᵀ y C`` exactly.
+``Aᵀ y = Rᵀ y C`` exactly. The CelebA setting is listed in the book's page "Method and settings",
+book/method.md, §5.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class BicubicDownsample(LinearOperator):
 
     ``R`` = :func:`bicubic_matrix` (H, factor), ``C`` = :func:`bicubic_matrix` (W, factor).
     Shapes: ``x`` (B, channels, H, W) → ``y`` (B, channels, H/factor, W/factor).
-    CelebA in the paper: 64×64×3 → 16×16×3, then noise N(0, 0.01²) (METHOD.md §5).
+    CelebA in the paper: 64×64×3 → 16×16×3, then noise N(0, 0.01²) [method §5].
     """
 
     def __init__(self, image_size: int | tuple[int, int] = 64, *, factor: int = 4, channels: int = 3) -> None:
@@ -78,7 +79,7 @@ def upsample_bicubic(y: torch.Tensor, factor: int = 4) -> torch.Tensor:
     """Bicubic upsampling (B, C, h, w) → (B, C, factor·h, factor·w): the super-resolution baseline.
 
     ``torch.nn.functional.interpolate(mode="bicubic", align_corners=False)`` (Keys, a = −0.75,
-    replicated border); also the condition channels of the CelebA network (METHOD.md §3).
+    replicated border); also the condition channels of the CelebA network [method §3].
     """
     check_floating("y", y)
     if y.ndim != 4:

@@ -1,7 +1,8 @@
 """Periodic Gaussian blur followed by subsampling: the materials super-resolution operator.
 
-METHOD.md §5 (SiC): a 16×16 Gaussian kernel with σ = 2, stride 4, periodic boundary,
-100×100 → 25×25 for training tiles and 600×600 → 150×150 for the test image.
+The authors' SiC setting (the book's page "Method and settings", book/method.md, §5): a 16×16 Gaussian
+kernel with σ = 2, stride 4, periodic boundary, 100×100 → 25×25 for training tiles and 600×600 → 150×150
+for the test image.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Conditions that are (almost) the identity: a class label and observed pixels (inpainting).
 
-METHOD.md §3 and §5: the class condition is ``10 · one-hot(label)``, rendered as 10 constant
-image channels for the network; inpainting observes the bottom rows of the image without noise,
-rendered as the zero-padded observed image.
+The authors' settings (the book's page "Method and settings", book/method.md, §3 and §5): the class
+condition is ``10 · one-hot(label)``, rendered as 10 constant image channels for the network; inpainting
+observes the bottom rows of the image without noise, rendered as the zero-padded observed image.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from cmmd.operators.base import LinearOperator, check_positive_float
 
 
 class ClassCondition(LinearOperator):
-    """Class label → ``scale · one-hot``, the paper's class condition (METHOD.md §5, scale 10).
+    """Class label → ``scale · one-hot``, the paper's class condition [method §5] (scale 10).
 
     As a linear operator it acts on one-hot (or any) float vectors ``x`` of shape
     (B, n_classes): ``A x = scale · x`` and ``Aᵀ y = scale · y``. Use :meth:`encode` to turn
@@ -63,7 +63,7 @@ def as_channels(cond: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 class Inpainting(LinearOperator):
-    """Observe the pixels where ``mask`` is True, without noise (METHOD.md §5).
+    """Observe the pixels where ``mask`` is True, without noise [method §5].
 
     ``A x = x[mask]``: ``x`` (B, C, H, W) → ``y`` (B, n_obs), the observed entries in row-major
     (C, H, W) order. ``Aᵀ y`` puts them back and fills the unobserved pixels with zeros, so

@@ -1,4 +1,7 @@
-"""Noise models applied to clean observations ``A x``; every one takes an explicit generator."""
+"""Noise models applied to clean observations ``A x``; every one takes an explicit generator.
+
+The noise of each experiment is listed in the book's page "Method and settings", book/method.md, §5.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ LODOPAB_PHOTONS = 4096.0
 
 def add_gaussian_noise(y: torch.Tensor, sigma: float, *,
                        generator: torch.Generator | None = None) -> torch.Tensor:
-    """``y + σ ε`` with ε ~ N(0, I) of y's shape, dtype and device (METHOD.md §5: σ = 0.01)."""
+    """``y + σ ε`` with ε ~ N(0, I) of y's shape, dtype and device [method §5: σ = 0.01]."""
     check_floating("y", y)
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 <= sigma < math.inf:
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")

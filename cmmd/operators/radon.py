@@ -10,7 +10,8 @@ ray of bin k is sampled at N unit-spaced points ``t_j = j − c`` (j = 0..N−1)
 and the sinogram entry is the sum of the bilinearly interpolated image (zero outside the image)
 over those points. This is skimage's rotate-and-sum with bilinear ``warp`` written as a
 gather, so the two agree up to rounding. The adjoint (back-projection) scatters each sinogram
-value back onto the same four pixels with the same weights, so it is the exact transpose.
+value back onto the same four pixels with the same weights, so it is the exact transpose. The CT settings
+of the paper (angles, detector, noise) are listed in the book's page "Method and settings", book/method.md, §5.
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ def measured_angle_numbers(n_angles: int, fraction: float) -> range:
     """Numbers i of the angles θ_i = i·π/n_angles that a limited-angle scan keeps: the middle
     ``round(fraction · n_angles)`` (at least one), from first = ⌊(n_angles − kept)/2⌋ on.
 
-    METHOD.md §5: 800 of 1,000 angles; the authors keep numbers 100 .. 899 [code: dival
+    [method §5]: 800 of 1,000 angles; the authors keep numbers 100 .. 899 [code: dival
     ``AngleSubsetDataset(…, slice(100, 900))``]. The missing range is one wedge of width
     (1 − fraction)·π centred on θ = 0 (≡ π).
     """

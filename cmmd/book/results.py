@@ -1,9 +1,10 @@
 """The results file of a chapter: its ledger rows (headline numbers) and metrics, validated and written atomically.
 
-Every chapter ends with :func:`write_results`; ``python -m cmmd.book`` (:mod:`cmmd.book`) adds the run's
-profile, hardware and times to the same file and renders the ledger pages of the introduction from it.
-This module needs only the standard library, so a chapter opened in Colab imports it without the
-book's build tools.
+Every chapter ends with :func:`write_results` (through :meth:`cmmd.book.kit.Chapter.finish`); the runner
+(:mod:`cmmd.book.runner`) adds the run's profile, hardware and times to the same file, and
+:mod:`cmmd.book.pages` renders the ledger pages of the introduction from it. This module needs only the
+standard library (and :mod:`cmmd.runtime` for the profile names), so a chapter opened in Colab imports it
+without the book's build tools.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from cmmd.runtime import PROFILES
 
 LEDGER_KEYS = ("experiment", "metric", "ours", "paper", "baseline", "higher_is_better", "profile")
 _ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-
 
 
 def _number(value: Any, where: str, *, allow_none: bool = False) -> float | None:
@@ -131,7 +131,8 @@ def validate_metrics(metrics: dict) -> dict:
     return _jsonable(metrics, "metrics")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder: readers see the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -164,4 +165,4 @@ def write_results(results_path: str | os.PathLike, *, ledger: list[dict], metric
             stacklevel=2,
         )
         return
-    _atomic_write_text(Path(results_path), json.dumps(data, indent=2) + "\n")
+    atomic_write_text(Path(results_path), json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,375 @@
+"""The chapter kit: what every chapter of the book does before, around and after its experiments.
+
+A chapter opens with :meth:`Chapter.start` (checks the profile, picks the device, sets the figure style,
+shows the run banner, starts the clock), draws every random number from :meth:`Chapter.generator`
+streams, trains through :meth:`Chapter.fit` or :meth:`Chapter.fit_experiment` (checkpoints and resume,
+:func:`fit_or_resume`) and closes with :meth:`Chapter.finish` (results file, ledger rows, run time)::
+
+    chapter = Chapter.start(profile, device, seed, settings=PROFILES, checkpoint_dir=checkpoint_dir)
+    cfg, dev, rng = chapter.settings, chapter.device, chapter.generator
+    ...
+    chapter.finish(results_path, ledger=ledger, metrics=metrics)
+
+Training with checkpoints: with an empty ``checkpoint_dir``, :func:`fit_or_resume` is ``model.fit``
+without a progress bar (the ``cpu`` and ``smoke`` runs of the book). With a folder, each fit writes its
+checkpoints to ``checkpoint_dir/<name>`` after every network and, when the chapter is run again (a Colab
+disconnect, a killed job), continues from them by itself: finished fits are read back, an interrupted
+one resumes, and the numbers equal those of an uninterrupted run with the same seed. In the ``paper``
+profile the fit prints a rough estimate of its run time and memory first (:func:`estimate_fit_seconds`)
+and shows a tqdm bar per network (MMD², loss).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cmmd.book.pages import format_number, ledger_status
+from cmmd.book.results import validate_ledger, write_results
+from cmmd.experiments import estimate_gpu_memory_gb, get_config, memory_table, settings_table, summary
+from cmmd.flowspec import Schedule
+from cmmd.model import CHECKPOINT_NAME, ConditionalMMDFlow, FitHistory
+from cmmd.projections import downsample_images
+from cmmd.pyramid import PyramidFlow
+from cmmd.runtime import banner, check_profile, footer, format_duration, missing_data_notice, resolve_device
+
+Flow = ConditionalMMDFlow | PyramidFlow  # both are cmmd.samplers.ConditionalSampler
+#: Extra flow steps and Adam steps of the timing fits of :func:`estimate_fit_seconds`.
+PROBE_STEPS = 8
+#: The widest figure (inches) that the book shows at its natural size: 784 px of text column at :data:`FIGURE_DPI`.
+MAX_FIGURE_WIDTH = 8.7
+#: Resolution of the chapters' figures: 90 dpi keeps the committed notebooks small.
+FIGURE_DPI = 90
+
+
+# --------------------------------------------------------------------------- one run of a chapter
+
+
+@dataclass
+class Chapter:
+    """One run of a chapter: its profile, device, seed and settings, its random streams and its clock.
+
+    Make it with :meth:`start`. ``settings`` is the chapter's own settings for this profile (the entry of
+    the dict passed to :meth:`start`); ``checkpoint_dir`` is the chapter's checkpoint folder (``""``: none).
+    """
+
+    profile: str
+    device: torch.device
+    seed: int
+    settings: Any = None
+    checkpoint_dir: str = ""
+    started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def start(cls, profile: str, device: str | torch.device, seed: int, *, settings: dict | None = None,
+              checkpoint_dir: str = "", grid: bool = False) -> Chapter:
+        """Begin a run: check ``profile``, resolve ``device``, set the figure style, show the banner, start the clock.
+
+        Args:
+            profile, device, seed: the notebook's parameters.
+            settings: the chapter's settings per profile (``{"smoke": ..., "cpu": ..., "paper": ...}``);
+                :attr:`settings` becomes the entry of ``profile``.
+            checkpoint_dir: the notebook's ``checkpoint_dir`` parameter, for :meth:`fit`.
+            grid: draw grid lines in the figures (:func:`book_figure_style`).
+
+        Raises:
+            ValueError: an unknown profile or an unusable device.
+        """
+        check_profile(profile)
+        chosen = None if settings is None else settings[profile]
+        resolved = resolve_device(device)
+        book_figure_style(grid=grid)
+        banner(profile, resolved)
+        return cls(profile, resolved, int(seed), chosen, checkpoint_dir)
+
+    def stream_seed(self, stream: int) -> int:
+        """The seed of random stream ``stream``: ``1000 * seed + stream``, so that runs with different seeds never share one."""
+        return 1000 * self.seed + stream
+
+    def generator(self, stream: int) -> torch.Generator:
+        """A fresh generator on the chapter's device, seeded with :meth:`stream_seed` (one per experiment or step)."""
+        return torch.Generator(device=self.device).manual_seed(self.stream_seed(stream))
+
+    def fit(self, model: Flow, x: torch.Tensor, y: torch.Tensor, *, generator: torch.Generator, name: str,
+            experiment: Any = None) -> float:
+        """Fit ``model`` on the pairs (x, y) with :func:`fit_or_resume` under the chapter's checkpoint folder.
+
+        The ``paper`` profile shows the estimate and the progress bars (``verbose``), with the modelled
+        training memory of ``experiment`` (an experiment config) when it is given. Returns the seconds taken.
+        """
+        verbose = self.profile == "paper"
+        memory_gb = estimate_gpu_memory_gb(experiment) if verbose and experiment is not None else None
+        begin = time.perf_counter()
+        fit_or_resume(model, x, y, generator=generator, checkpoint_dir=self.checkpoint_dir, name=name,
+                      verbose=verbose, memory_estimate_gb=memory_gb)
+        return time.perf_counter() - begin
+
+    def fit_experiment(self, experiment: Any, x: torch.Tensor, y: torch.Tensor, *, name: str, init_stream: int,
+                       stream: int, **flow_changes: Any) -> tuple[Flow, float]:
+        """Build the learned flow of an experiment config and :meth:`fit` it; returns (model, seconds).
+
+        The networks are initialised from seed :meth:`stream_seed` of ``init_stream`` and the fit draws from
+        :meth:`generator` of ``stream``; ``flow_changes`` go to ``experiment.build_flow`` (e.g. ``lr_schedule``).
+        """
+        model = experiment.build_flow(init_seed=self.stream_seed(init_stream), device=self.device, **flow_changes)
+        seconds = self.fit(model, x, y, generator=self.generator(stream), name=name, experiment=experiment)
+        return model, seconds
+
+    def show_settings(self, experiments: Sequence[str], *, memory_of: Sequence[str] = ()) -> tuple[dict, dict]:
+        """Show the settings of ``experiments`` in this profile beside the paper's, and the paper's GPU memory.
+
+        The memory table covers ``experiments`` and then ``memory_of`` (experiments this run may skip).
+        Returns ``(table, memory)``: ``table[experiment][profile]`` is the config summary of the settings
+        table, ``memory[experiment]`` the GiB of :func:`cmmd.experiments.estimate_gpu_memory_gb` for ``paper``.
+        """
+        from IPython.display import Markdown, display
+
+        configs = {e: {p: get_config(e, p) for p in (self.profile, "paper")} for e in experiments}
+        table = {e: {p: summary(c) for p, c in by_profile.items()} for e, by_profile in configs.items()}
+        display(Markdown(settings_table([c[self.profile] for c in configs.values()],
+                                        [c["paper"] for c in configs.values()])))
+        memory = {e: estimate_gpu_memory_gb(get_config(e, "paper")) for e in dict.fromkeys([*experiments, *memory_of])}
+        display(Markdown(memory_table(memory)))
+        return table, memory
+
+    def ledger_row(self, experiment: str, metric: str, ours: float, *, higher_is_better: bool,
+                   paper: float | None = None, baseline: tuple[str, float] | None = None) -> dict:
+        """A row of the reproduction ledger for this run's profile (see :func:`cmmd.book.results.validate_ledger`).
+
+        ``baseline`` is ``(name, value)`` or None.
+        """
+        base = None if baseline is None else {"name": baseline[0], "value": baseline[1]}
+        return dict(experiment=experiment, metric=metric, ours=ours, paper=paper, baseline=base,
+                    higher_is_better=higher_is_better, profile=self.profile)
+
+    def save_results(self, results_path: str, *, ledger: list[dict], metrics: dict) -> None:
+        """Write the results file (:func:`cmmd.book.results.write_results`) and print the ledger rows."""
+        write_results(results_path, ledger=ledger, metrics=metrics)
+        print(ledger_text(ledger))
+
+    def footer(self) -> None:
+        """Show the run time since :meth:`start` and the hardware (:func:`cmmd.runtime.footer`)."""
+        footer(time.perf_counter() - self.started, self.device)
+
+    def finish(self, results_path: str, *, ledger: list[dict], metrics: dict) -> None:
+        """End the chapter: :meth:`save_results`, then :meth:`footer`."""
+        self.save_results(results_path, ledger=ledger, metrics=metrics)
+        self.footer()
+
+
+def ledger_text(ledger: Sequence[dict]) -> str:
+    """Ledger rows as an aligned plain-text table: our value, the paper's and the baseline's, and the verdict."""
+    rows = validate_ledger(ledger)
+    lines = [("experiment", "metric", "ours", "paper", "baseline", "status")]
+    for r in rows:
+        base = r["baseline"]
+        lines.append((r["experiment"], f"{r['metric']} {'↑' if r['higher_is_better'] else '↓'}",
+                      format_number(r["ours"]), format_number(r["paper"]),
+                      f"{base['name']}: {format_number(base['value'])}" if base else "—", ledger_status(r)))
+    widths = [max(len(line[k]) for line in lines) for k in range(5)]
+    aligned = [[cell.rjust(w) if k in (2, 3) else cell.ljust(w) for k, (cell, w) in enumerate(zip(line, widths))]
+               for line in lines]  # numbers right-aligned
+    return "\n".join("  ".join(cells) + "  " + line[5] for cells, line in zip(aligned, lines))
+
+
+def history_table(flow: Flow | FitHistory) -> str:
+    """The training history of a fitted flow (or a :class:`~cmmd.model.FitHistory`) as a Markdown table.
+
+    One row per network: the flow steps T_l it learned, the joint MMD² (sliced estimate) between the
+    particles and the training pairs right after the flow and after the particles were replaced by the
+    network's output (the gap is the network's error), and its final training loss. A pyramid adds the
+    level of each network (0: the coarsest).
+    """
+    history = flow if isinstance(flow, FitHistory) else flow.history
+    levels = flow.level_of_network() if isinstance(flow, PyramidFlow) else None
+    head = ["network", "flow steps T_l", "MMD² after flow", "MMD² after network", "training loss"]
+    if levels is not None:
+        head.insert(1, "level")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+    rows = zip(history.flow_steps, history.mmd2_after_flow, history.mmd2_after_network, history.train_loss)
+    for index, (steps, after_flow, after_network, loss) in enumerate(rows):
+        cells = [str(index + 1), f"{steps:,}", f"{after_flow:.3e}", f"{after_network:.3e}", f"{loss:.3e}"]
+        if levels is not None:
+            cells.insert(1, str(levels[index]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def fit_summary(title: str, flow: Flow, seconds: float) -> str:
+    """Markdown: how many networks ``flow`` trained in how long, then its :func:`history_table`."""
+    where = f" over {len(flow.levels)} resolutions" if isinstance(flow, PyramidFlow) else ""
+    return (f"**{title}**: {len(flow.networks)} networks{where} trained in {format_duration(seconds)}.\n\n"
+            + history_table(flow))
+
+
+# --------------------------------------------------------------------------- training with checkpoints
+
+
+def checkpoint_folder(checkpoint_dir: str, name: str) -> Path | None:
+    """The folder of one fit's checkpoints, ``checkpoint_dir/name``; ``None`` when ``checkpoint_dir`` is empty.
+
+    Raises:
+        ValueError: ``name`` is empty or is a path (it must be one folder name, unique within the chapter).
+    """
+    if not name or name in (".", "..") or Path(name).name != name:
+        raise ValueError(f"name must be one folder name such as 'mnist', got {name!r}")
+    return Path(checkpoint_dir).expanduser() / name if checkpoint_dir else None
+
+
+def has_checkpoint(folder: Path | None) -> bool:
+    """Whether ``folder`` holds a checkpoint of a flow (``checkpoint.pt``) or of a pyramid level (``level-k/``)."""
+    return folder is not None and folder.is_dir() and any(folder.rglob(CHECKPOINT_NAME))
+
+
+def _levels_and_targets(model: Flow, x: torch.Tensor) -> list[tuple[ConditionalMMDFlow, torch.Tensor]]:
+    """Each single-resolution flow of ``model`` with the training images at its resolution."""
+    if isinstance(model, PyramidFlow):
+        return [(flow, downsample_images(x, x.shape[-1] // flow.x_shape[-1])) for flow in model.levels]
+    return [(model, x)]
+
+
+def _probe_seconds(flow: ConditionalMMDFlow, x: torch.Tensor, y: torch.Tensor, flow_steps: int, adam_steps: int) -> float:
+    """Wall time of fitting one network to ``flow_steps`` flow steps with ``adam_steps`` Adam steps (a throwaway copy)."""
+    probe = copy.copy(flow)  # shares the network template and the gradient; fit gives it its own networks
+    probe.config = replace(flow.config, schedule=Schedule.constant(1, steps=flow_steps, momentum=flow.config.schedule.momenta[0]),
+                           train_steps=adam_steps)
+    generator = torch.Generator(device=x.device).manual_seed(0)
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+    start = time.perf_counter()
+    probe.fit(x, y, generator=generator, progress=False)
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+    return time.perf_counter() - start
+
+
+def estimate_fit_seconds(model: Flow, x: torch.Tensor, y: torch.Tensor) -> float:
+    r"""Rough run time of ``model.fit(x, y)``, from timing three one-network fits of each level.
+
+    One network costs about :math:`t(T, K) = aT + bK + c` for T flow steps and K Adam steps (c: applying
+    the network to the particles and the bookkeeping). Timing t(1, 1), t(1 + k, 1) and t(1, 1 + k) with
+    k = :data:`PROBE_STEPS` (after a warm-up fit) gives a, b and c; the estimate is
+    :math:`\sum_l (aT_l + bK + c)` over the schedule of every level. It ignores what changes with the
+    network index and is only as steady as the machine (other processes on the same cores inflate it),
+    so take it to within a factor of about two.
+    """
+    total, k = 0.0, PROBE_STEPS
+    for flow, targets in _levels_and_targets(model, x):
+        _probe_seconds(flow, targets, y, 1, 1)  # warm-up: allocator, kernels, caches
+        t11 = _probe_seconds(flow, targets, y, 1, 1)
+        per_flow_step = max(_probe_seconds(flow, targets, y, 1 + k, 1) - t11, 0.0) / k
+        per_adam_step = max(_probe_seconds(flow, targets, y, 1, 1 + k) - t11, 0.0) / k
+        overhead = max(t11 - per_flow_step - per_adam_step, 0.0)
+        cfg = flow.config
+        total += per_flow_step * cfg.schedule.total_steps + cfg.n_networks * (per_adam_step * cfg.train_steps + overhead)
+    return total
+
+
+def fit_or_resume(
+    model: Flow,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    generator: torch.Generator,
+    checkpoint_dir: str = "",
+    name: str,
+    verbose: bool = False,
+    memory_estimate_gb: float | None = None,
+) -> Flow:
+    """Fit ``model`` on the pairs (x, y), with checkpoints under ``checkpoint_dir/name`` and automatic resume.
+
+    Args:
+        model: an untrained :class:`ConditionalMMDFlow` or :class:`PyramidFlow` (e.g. from ``build_flow``).
+        x, y: the training pairs, (N, *x_shape) and (N, *y_shape), on the model's device.
+        generator: the fit's random stream; after a resume it continues exactly as in an uninterrupted run.
+        checkpoint_dir: the chapter's checkpoint folder; ``""`` trains without checkpoints.
+        name: this fit's subfolder, unique within the chapter (e.g. the data set).
+        verbose: print a run-time estimate first and show a progress bar (the chapters pass
+            ``profile == "paper"``).
+        memory_estimate_gb: a model of the training memory to print with the estimate (the experiment's
+            :func:`cmmd.experiments.estimate_gpu_memory_gb`), if known.
+
+    Returns:
+        ``model``, fitted.
+    """
+    folder = checkpoint_folder(checkpoint_dir, name)
+    resume = has_checkpoint(folder)
+    if verbose:
+        if resume:
+            print(f"{name}: resuming from the checkpoints in {folder}")
+        else:
+            _print_estimate(model, x, y, name, memory_estimate_gb)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    return model.fit(x, y, generator=generator, checkpoint_dir=folder, resume=resume, progress=verbose)
+
+
+def _print_estimate(model: Flow, x: torch.Tensor, y: torch.Tensor, name: str, memory_gb: float | None) -> None:
+    """Print the run-time estimate of fitting ``model`` and, where known, its memory."""
+    if x.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(x.device)
+    seconds = estimate_fit_seconds(model, x, y)
+    n_networks = sum(flow.config.n_networks for flow, _ in _levels_and_targets(model, x))
+    line = f"{name}: {n_networks} networks, estimated run time {format_duration(seconds)} (rough, within ~2x)"
+    if memory_gb is not None:
+        line += f"; modelled training memory {memory_gb:.1f} GiB"
+    if x.device.type == "cuda":
+        line += f"; peak GPU memory of the timing fits {torch.cuda.max_memory_allocated(x.device) / 2**30:.1f} GiB"
+    print(line, flush=True)
+
+
+# --------------------------------------------------------------------------- figures and data
+
+
+def book_figure_style(*, grid: bool = False) -> None:
+    """Matplotlib settings of every chapter: 90 dpi, no text below 10 pt.
+
+    At 90 dpi a point is 1.25 px, so 10 pt text is 12.5 px (9.4 CSS points) when the figure is shown at its
+    natural size, which the book does up to :data:`MAX_FIGURE_WIDTH` inches; wider figures are scaled down.
+    """
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({
+        "figure.dpi": FIGURE_DPI, "savefig.dpi": FIGURE_DPI, "font.size": 10, "axes.titlesize": 10,
+        "axes.labelsize": 10, "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 10,
+        "figure.titlesize": 11, "axes.grid": grid, "grid.alpha": 0.3,
+    })
+
+
+def load_splits(
+    load: Callable[..., object],
+    requests: dict[str, tuple[str, int | None]],
+    *,
+    download: bool,
+    title: str,
+    optional: bool = False,
+    without: str = "",
+) -> dict[str, object] | None:
+    """Load several splits of one data set, or, if it is missing and the chapter can do without it, say so.
+
+    Args:
+        load: the data set's loader, ``load(split, n=..., download=...)`` (e.g. :func:`cmmd.data.load_mnist`).
+        requests: name → (split, n), e.g. ``{"train": ("train", 4000), "test": ("test", 1000)}``.
+        download: allow the loader's download step.
+        title: the data set's name in the notice.
+        optional: when the data set is missing (``FileNotFoundError``), show a warning box and return
+            ``None`` instead of raising; a chapter that needs the data set leaves it ``False`` and stops
+            with the loader's message (what is missing, how to get it).
+        without: what the chapter shows without it, for the notice.
+
+    Returns:
+        name → the loaded data set, or ``None`` (optional and missing).
+    """
+    try:
+        return {name: load(split, n=n, download=download) for name, (split, n) in requests.items()}
+    except FileNotFoundError as error:
+        if not optional:
+            raise
+        missing_data_notice(title, error, without)
+        return None

@@ -1,0 +1,148 @@
+"""The chapter kit (cmmd.book.kit.Chapter): a chapter's random streams, its results file and footer, its tables.
+
+The numbers of a chapter depend on the kit only through the seeds it hands out, so the seed formula
+``1000 * seed + stream`` is pinned here; the fits themselves are tested in test_chapter.py.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from cmmd.book.kit import Chapter, fit_summary, history_table, ledger_text
+from cmmd.book.results import validate_ledger
+from cmmd.model import FitHistory
+
+SETTINGS = {"smoke": {"n": 1}, "cpu": {"n": 2}, "paper": {"n": 3}}
+
+
+def started(capsys, seed: int = 3, **kwargs) -> Chapter:
+    """A chapter started in the smoke profile on the CPU, its banner swallowed."""
+    chapter = Chapter.start("smoke", "cpu", seed, settings=SETTINGS, **kwargs)
+    capsys.readouterr()
+    return chapter
+
+
+def test_start_checks_the_profile_and_shows_the_banner(capsys):
+    chapter = Chapter.start("cpu", "cpu", 0, settings=SETTINGS)
+    assert chapter.settings == {"n": 2} and chapter.device == torch.device("cpu") and chapter.checkpoint_dir == ""
+    assert "How this page was produced" in capsys.readouterr().out  # no IPython kernel: printed
+    with pytest.raises(ValueError, match="unknown profile"):
+        Chapter.start("fast", "cpu", 0, settings=SETTINGS)
+
+
+def test_each_stream_is_seeded_with_1000_seed_plus_stream(capsys):
+    chapter = started(capsys, seed=3)
+    assert chapter.stream_seed(7) == 3007
+    expected = torch.rand(5, generator=torch.Generator().manual_seed(1000 * 3 + 7))
+    assert torch.equal(torch.rand(5, generator=chapter.generator(7)), expected)
+    # a fresh generator per call: the same stream gives the same numbers again
+    assert torch.equal(torch.rand(5, generator=chapter.generator(7)), expected)
+    assert not torch.equal(torch.rand(5, generator=chapter.generator(8)), expected)
+
+
+class _Model:
+    """Stands in for a learned flow: records what fit received."""
+
+    def fit(self, x, y, *, generator, checkpoint_dir, resume, progress):
+        self.first_draw, self.checkpoint_dir = torch.rand(3, generator=generator), checkpoint_dir
+        return self
+
+
+class _Experiment:
+    """Stands in for an experiment config: records the seed and the changes of build_flow."""
+
+    def build_flow(self, *, init_seed, device, **changes):
+        self.init_seed, self.device, self.changes = init_seed, device, changes
+        return _Model()
+
+
+def test_fit_experiment_seeds_the_networks_and_the_fit_from_their_streams(capsys):
+    chapter, experiment = started(capsys, seed=2), _Experiment()
+    model, seconds = chapter.fit_experiment(experiment, torch.zeros(2), torch.zeros(2), name="fit",
+                                            init_stream=20, stream=30, lr_schedule="cosine")
+    assert experiment.init_seed == 2020 and experiment.changes == {"lr_schedule": "cosine"}
+    assert torch.equal(model.first_draw, torch.rand(3, generator=torch.Generator().manual_seed(2030)))
+    assert model.checkpoint_dir is None and seconds >= 0  # no checkpoint_dir: no folder
+
+
+def _rows(chapter: Chapter) -> list[dict]:
+    return [chapter.ledger_row("toy-gmm", "energy-ratio", torch.tensor(1.5), higher_is_better=False,
+                               baseline=("prior", 30.0)),
+            chapter.ledger_row("toy-gmm", "slope", -0.49, paper=-0.5, higher_is_better=True)]
+
+
+def test_finish_writes_a_valid_results_file_and_shows_the_rows_and_the_run_time(capsys, tmp_path):
+    chapter = started(capsys)
+    path = tmp_path / "results.json"
+    chapter.finish(str(path), ledger=_rows(chapter), metrics={"curve": torch.arange(3.0)})
+    data = json.loads(path.read_text())
+    rows = validate_ledger(data["ledger"], profile="smoke")
+    assert rows[0]["baseline"] == {"name": "prior", "value": 30.0} and rows[0]["ours"] == 1.5
+    assert data["metrics"] == {"curve": [0.0, 1.0, 2.0]}
+    out = capsys.readouterr().out
+    assert "energy-ratio ↓" in out and "prior: 30" in out and "beats prior" in out
+    assert "agrees with paper" in out
+    assert "Run time\n  Total: " in out  # the footer, as the ledger pages read it back
+
+
+def test_save_results_standalone_checks_the_rows_and_warns(capsys):
+    chapter = started(capsys)
+    with pytest.warns(UserWarning, match="results_path is empty"):
+        chapter.save_results("", ledger=_rows(chapter), metrics={})
+    assert "Run time" not in capsys.readouterr().out  # the footer is a step of its own
+    with pytest.raises(ValueError, match="not an id"):
+        chapter.save_results("", ledger=[chapter.ledger_row("Toy", "x", 1.0, higher_is_better=True)], metrics={})
+
+
+def test_ledger_text_aligns_the_columns(capsys):
+    lines = ledger_text(_rows(started(capsys))).splitlines()
+    assert lines[0].split() == ["experiment", "metric", "ours", "paper", "baseline", "status"]
+    assert lines[1].index("1.5 ") + 3 == lines[2].index("-0.49") + 5  # numbers right-aligned in one column
+    assert "—" in lines[2]  # no baseline
+
+
+def test_history_table_has_one_row_per_network():
+    history = FitHistory(flow_steps=[16, 1024], mmd2_after_flow=[0.5, 0.01], mmd2_after_network=[0.6, 0.02],
+                         train_loss=[3.0, 0.25])
+    lines = history_table(history).splitlines()
+    assert lines[0] == "| network | flow steps T_l | MMD² after flow | MMD² after network | training loss |"
+    assert lines[1] == "|---:|---:|---:|---:|---:|"
+    assert lines[3] == "| 2 | 1,024 | 1.000e-02 | 2.000e-02 | 2.500e-01 |"
+    assert len(lines) == 4
+
+
+def test_fit_summary_counts_networks_and_time():
+    class Fitted:
+        networks = [object(), object()]
+        history = FitHistory(flow_steps=[1, 2], mmd2_after_flow=[1.0, 0.5], mmd2_after_network=[1.0, 0.5],
+                             train_loss=[1.0, 0.5])
+
+    text = fit_summary("MNIST", Fitted(), 75.0)
+    assert text.startswith("**MNIST**: 2 networks trained in 1 min 15 s.\n\n| network |")
+
+
+def test_a_pyramid_shows_the_level_of_each_network():
+    from cmmd.experiments import get_config
+
+    pyramid = get_config("cifar10-classcond", "smoke").build_flow(init_seed=0)
+    for k, level in enumerate(pyramid.levels):  # as if each level had fitted one network
+        level.history = FitHistory(flow_steps=[4 * (k + 1)], mmd2_after_flow=[0.1], mmd2_after_network=[0.2],
+                                   train_loss=[0.3])
+        level.networks = [object()]
+    text = fit_summary("CIFAR-10", pyramid, 12.0)
+    assert text.startswith(f"**CIFAR-10**: {len(pyramid.levels)} networks over {len(pyramid.levels)} resolutions")
+    assert "| network | level | flow steps T_l |" in text
+    assert text.splitlines()[-1].startswith(f"| {len(pyramid.levels)} | {len(pyramid.levels) - 1} | ")
+
+
+def test_a_chapter_imports_none_of_the_runner_tools():
+    """A chapter imports the kit in Colab, where jupytext, papermill and nbformat are not installed."""
+    code = ("import sys, cmmd.book.kit, cmmd.book; "
+            "print(sorted(m for m in ('jupytext', 'papermill', 'nbformat') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
