@@ -64,7 +64,7 @@ import torch.nn.functional as F
 from torch import nn
 from IPython.display import Markdown, display
 
-from cmmd.book.kit import Chapter, fit_summary, load_splits
+from cmmd.book.kit import Chapter, load_splits
 from cmmd.experiments import get_config
 from cmmd.data import (CIFAR10_CLASSES, FASHION_MNIST_CLASSES, load_cifar10, load_fashion_mnist,
                        load_mnist)
@@ -203,14 +203,12 @@ for i, (key, meta) in enumerate(list(DATASETS.items())):
 # replaced by the network's output: the gap is the error of the network.
 
 # %%
-models, fit_seconds = {}, {}
-for i, key in enumerate(DATASETS):
-    exp = get_config(f"{key}-classcond", profile)
-    train = data[key]["train"]
-    models[key], fit_seconds[key] = chapter.fit_experiment(
-        exp, train.images.to(dev), exp.operator().encode(train.labels.to(dev)), name=f"04-{key}",
-        init_stream=20 + i, stream=30 + i, lr_schedule=cfg["lr_schedule"])
-    display(Markdown(fit_summary(DATASETS[key]["title"], models[key], fit_seconds[key])))
+pairs = {}  # per data set: its experiment, the training images and their conditions 10 · one-hot(label)
+for key in DATASETS:
+    exp, train = get_config(f"{key}-classcond", profile), data[key]["train"]
+    pairs[key] = (exp, train.images.to(dev), exp.operator().encode(train.labels.to(dev)))
+models, fit_seconds = chapter.fit_experiments(pairs, prefix="04", lr_schedule=cfg["lr_schedule"],
+                                              titles={key: meta["title"] for key, meta in DATASETS.items()})
 
 # %% [markdown]
 # ## Samples, class by class

@@ -61,7 +61,7 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from cmmd.book.kit import Chapter, fit_summary, load_splits
+from cmmd.book.kit import Chapter, load_splits
 from cmmd.experiments import get_config
 from cmmd.data import load_cifar10, load_fashion_mnist, load_mnist
 from cmmd.metrics import posterior_stats, psnr, ssim
@@ -154,14 +154,10 @@ for key, meta in list(DATASETS.items()):
 # and after the particles were replaced by the network's output, and the final training loss.
 
 # %%
-models, fit_seconds = {}, {}
-for i, key in enumerate(DATASETS):
-    exp = get_config(f"{key}-inpainting", profile)
-    train = data[key]["train"]
-    models[key], fit_seconds[key] = chapter.fit_experiment(
-        exp, train, exp.operator()(train), name=f"05-{key}", init_stream=20 + i, stream=30 + i,
-        lr_schedule=cfg["lr_schedule"])
-    display(Markdown(fit_summary(DATASETS[key]["title"], models[key], fit_seconds[key])))
+experiments = {key: get_config(f"{key}-inpainting", profile) for key in DATASETS}
+pairs = {key: (exp, data[key]["train"], exp.operator()(data[key]["train"])) for key, exp in experiments.items()}
+models, fit_seconds = chapter.fit_experiments(pairs, prefix="05", lr_schedule=cfg["lr_schedule"],
+                                              titles={key: meta["title"] for key, meta in DATASETS.items()})
 
 # %% [markdown]
 # ## Posterior samples and the two baselines

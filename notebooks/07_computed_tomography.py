@@ -63,9 +63,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
-from IPython.display import Markdown, display
 
-from cmmd.book.kit import Chapter, fit_summary
+from cmmd.book.kit import Chapter
 from cmmd.experiments import get_config
 from cmmd.data import CT_SLICES, ct_slices, load_lodopab, random_ellipse_phantoms, shepp_logan
 from cmmd.metrics import posterior_stats, psnr, ssim
@@ -234,13 +233,8 @@ plt.show()
 # constant rate and gradient clipping at 1 are kept otherwise.
 
 # %%
-models, fit_seconds = {}, {}
-for i, (name, exp) in enumerate(experiments.items()):
-    x, y = (t.to(dev) for t in train[name])
-    models[name], fit_seconds[name] = chapter.fit_experiment(
-        exp, x, y, name=f"07-{name}", init_stream=20 + i, stream=30 + i,
-        lr_schedule=cfg["lr_schedule"])
-    display(Markdown(fit_summary(name, models[name], fit_seconds[name])))
+pairs = {name: (exp, train[name][0].to(dev), train[name][1].to(dev)) for name, exp in experiments.items()}
+models, fit_seconds = chapter.fit_experiments(pairs, prefix="07", lr_schedule=cfg["lr_schedule"])
 
 # %% [markdown]
 # ## Posterior samples of the evaluation images

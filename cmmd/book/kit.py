@@ -121,6 +121,24 @@ class Chapter:
         seconds = self.fit(model, x, y, generator=self.generator(stream), name=name, experiment=experiment)
         return model, seconds
 
+    def fit_experiments(self, pairs: dict[str, tuple[Any, torch.Tensor, torch.Tensor]], *, prefix: str,
+                        titles: dict[str, str] | None = None, init_stream: int = 20, stream: int = 30,
+                        **flow_changes: Any) -> tuple[dict[str, Flow], dict[str, float]]:
+        """:meth:`fit_experiment` for each ``key → (experiment, x, y)`` in order, showing each :func:`fit_summary`.
+
+        The i-th fit is named ``<prefix>-<key>`` (its checkpoint folder), initialises its networks from stream
+        ``init_stream + i`` and draws from stream ``stream + i``. Returns ``(models, seconds)`` by key.
+        """
+        from IPython.display import Markdown, display
+
+        models, seconds = {}, {}
+        for i, (key, (experiment, x, y)) in enumerate(pairs.items()):
+            models[key], seconds[key] = self.fit_experiment(experiment, x, y, name=f"{prefix}-{key}",
+                                                            init_stream=init_stream + i, stream=stream + i,
+                                                            **flow_changes)
+            display(Markdown(fit_summary((titles or {}).get(key, key), models[key], seconds[key])))
+        return models, seconds
+
     def show_settings(self, experiments: Sequence[str], *, memory_of: Sequence[str] = ()) -> tuple[dict, dict]:
         """Show the settings of ``experiments`` in this profile beside the paper's, and the paper's GPU memory.
 
