@@ -95,3 +95,11 @@ def check_number(
         left = "(-inf" if low is None else f"{'(' if low_open else '['}{low:g}"
         right = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
         raise ValueError(f"{name} must lie in {left}, {right}, got {value!r}")
+
+
+def check_shape(name: str, shape) -> tuple[int, ...]:
+    """``shape`` as a tuple if it is a non-empty tuple/list/Size of positive ints, else a ``ValueError``."""
+    shape = tuple(shape) if isinstance(shape, (tuple, list, torch.Size)) else None
+    if not shape or not all(isinstance(s, int) and s >= 1 for s in shape):
+        raise ValueError(f"{name} must be a non-empty tuple of positive ints such as (2,) or (1, 28, 28)")
+    return shape

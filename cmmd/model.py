@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from cmmd._checks import check_floating, check_nonnegative_int, check_number, check_positive_int
+from cmmd._checks import check_floating, check_shape, check_nonnegative_int, check_number, check_positive_int
 from cmmd.checkpoint import (FORMAT_VERSION, CheckpointError, atomic_save, check_flow_state, check_writable_dir,
                              data_fingerprint, differences, read_state, require_kind, state_dtype)
 from cmmd.flow import GradientFn, conditional_mmd_flow, recorded_mmd2
@@ -40,11 +40,9 @@ LR_SCHEDULES = ("constant", "cosine")
 class FlowConfig:
     """Settings of a learned conditional MMD flow: its schedule, its projections, and how each network is trained.
 
-    The defaults are the ``cpu`` profile for low-dimensional vector data, tuned in chapter 2 on a 2D
-    toy with data of unit scale: 12 networks of a constant T = 25 flow steps each (momentum 0.8,
-    P = 50), each an MLP of 3 × 128 with 64 random Fourier features, trained for 2,000 Adam steps
-    (batch 1,000, lr 2e-3, cosine decay). The paper's settings differ (growing T_l, no momentum,
-    constant lr 5e-4, batch 100; :mod:`cmmd.experiments` holds them per experiment).
+    The defaults are the ``cpu`` profile for vectors of unit scale (chapter 2): 12 networks of T = 25 flow steps
+    (m = 0.8, P = 50), MLPs of 3 × 128 with 64 Fourier features, 2,000 Adam steps (batch 1,000, lr 2e-3, cosine
+    decay). The paper's settings per experiment are in :mod:`cmmd.experiments`.
 
     Attributes:
         schedule: flow steps T_l and momentum m_l per network (:class:`cmmd.flowspec.Schedule`; the authors'
@@ -147,7 +145,7 @@ class ConditionalMMDFlow:
         net: nn.Module | None = None,
         config: FlowConfig | None = None,
     ) -> None:
-        self.x_shape, self.y_shape = _shape("x_shape", x_shape), _shape("y_shape", y_shape)
+        self.x_shape, self.y_shape = check_shape("x_shape", x_shape), check_shape("y_shape", y_shape)
         self.config = config or FlowConfig()
         self._template = net
         if not isinstance(self.config, FlowConfig):
@@ -171,28 +169,9 @@ class ConditionalMMDFlow:
                       fourier_features=cfg.fourier_features, fourier_scale=cfg.fourier_scale)
         return net.to(device=like.device, dtype=like.dtype)
 
-    def _train_network(
-        self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor, generator
-    ) -> float:
-        """Fit net(x, y) ≈ target by MSE with Adam; returns the mean loss of the last 10% of the steps."""
-        cfg = self.config
-        optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-        scheduler = _scheduler(optimizer, cfg.lr_schedule, cfg.train_steps)
-        net.train()
-        losses = []
-        for _ in range(cfg.train_steps):
-            idx = torch.randint(0, x.shape[0], (min(cfg.batch_size, x.shape[0]),), generator=generator, device=x.device)
-            loss = (net(x[idx], y[idx]) - target[idx]).square().flatten(1).sum(1).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-        net.eval()
-        tail = losses[-max(1, len(losses) // 10) :]
-        return sum(tail) / len(tail)
+    def _train_network(self, net: nn.Module, x, y, target, generator) -> float:
+        """:func:`train_network` with this flow's config (one place that tests can interrupt)."""
+        return train_network(net, x, y, target, self.config, generator)
 
     @torch.no_grad()
     def _apply(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> torch.Tensor:
@@ -482,6 +461,32 @@ class ConditionalMMDFlow:
         return {"particles": training["particles"]}
 
 
+def train_network(net: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor, config: FlowConfig,
+                  generator: torch.Generator | None) -> float:
+    """Fit net(x, y) ≈ target by mean squared error with Adam, in place: ``config.train_steps`` steps on minibatches
+    of ``config.batch_size`` rows drawn with replacement from ``generator``, loss mean_i ‖net(x_i, y_i) − t_i‖²,
+    learning rate ``config.lr`` with ``config.lr_schedule``, optional gradient clipping. The loop of every network
+    of a flow, and of the MMSE regressor (:mod:`cmmd.regression`). Returns the mean loss of the last 10% of steps.
+    """
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    scheduler = _scheduler(optimizer, config.lr_schedule, config.train_steps)
+    net.train()
+    losses = []
+    for _ in range(config.train_steps):
+        idx = torch.randint(0, x.shape[0], (min(config.batch_size, x.shape[0]),), generator=generator, device=x.device)
+        loss = (net(x[idx], y[idx]) - target[idx]).square().flatten(1).sum(1).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+    net.eval()
+    tail = losses[-max(1, len(losses) // 10) :]
+    return sum(tail) / len(tail)
+
+
 def _scheduler(optimizer: torch.optim.Optimizer, kind: str, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
     if kind == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
@@ -489,9 +494,3 @@ def _scheduler(optimizer: torch.optim.Optimizer, kind: str, steps: int) -> torch
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
     raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {kind!r}")
 
-
-def _shape(name: str, shape) -> tuple[int, ...]:
-    shape = tuple(shape) if isinstance(shape, (tuple, list, torch.Size)) else None
-    if not shape or not all(isinstance(s, int) and s >= 1 for s in shape):
-        raise ValueError(f"{name} must be a non-empty tuple of positive ints such as (2,) or (1, 28, 28)")
-    return shape

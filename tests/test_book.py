@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from cmmd import book, runtime
+from cmmd.book.pages import format_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = book.notebook_names(ROOT / "notebooks")
@@ -32,10 +33,128 @@ def _row(**changes):
 # --------------------------------------------------------------------------- ledger and results
 
 
+def _v2(ours: float = 21.5, base: float = 20.0, diff=(0.5, 2.5), *, higher: bool | None = True, **changes):
+    """A v2 row: ours, the baseline and the interval of ours - baseline over n = 50 items."""
+    baseline = None if base is None else {"name": "SRFlow", "value": base, "difference_ci95": diff}
+    fields = dict(n=50, ours_ci95=[ours - 1, ours + 1], tuned_on="validation")
+    return _row(ours=ours, baseline=baseline, higher_is_better=higher, **{**fields, **changes})
+
+
+def _esc(message: str) -> str:
+    return re.escape(message)
+
+
 def test_validate_ledger_accepts_valid_rows_and_converts_scalars():
     rows = book.validate_ledger([_row(ours=torch.tensor(2.0)), _row(metric="ssim-mean", paper=0.8)])
     assert rows[0]["ours"] == 2.0 and isinstance(rows[0]["ours"], float)
     assert rows[1]["paper"] == 0.8
+
+
+def test_v1_rows_stay_valid_and_say_honestly_that_they_compare_nothing():
+    """Rows as written before intervals (the committed chapters): valid, every v2 key None, no verdict."""
+    with_base, without = book.validate_ledger([_row(), _row(metric="ssim-mean", baseline=None)])
+    assert with_base["status"] == "no interval: not compared"
+    assert without["status"] == "—"
+    assert with_base["baseline"] == {"name": "SRFlow", "value": 20.0, "difference_ci95": None}
+    assert {k: with_base[k] for k in ("n", "ours_ci95", "tuned_on", "expected")} == dict.fromkeys(
+        ("n", "ours_ci95", "tuned_on", "expected"))
+    # an interval of ours alone compares with nothing either
+    assert book.ledger_status(_row(baseline=None, n=9, ours_ci95=[21.0, 22.0])) == "—"
+    # a baseline without the difference's interval is not compared, whatever ours_ci95 says
+    assert book.ledger_status(_row(n=9, ours_ci95=[21.0, 22.0])) == "no interval: not compared"
+
+
+def test_committed_ledger_page_is_rendered_from_the_committed_results():
+    """book/generated/ledger.md is what render_ledger makes of the committed records, all of them valid."""
+    generated = ROOT / "book" / "generated"
+    records = book.read_records(generated)
+    for record in records:
+        book.validate_ledger(record["ledger"], profile=record["profile"])
+    assert (generated / "ledger.md").read_text(encoding="utf-8") == book.render_ledger(records), (
+        "book/generated/ledger.md is stale: python -c 'from cmmd.book import write_ledger_pages; "
+        "write_ledger_pages()'"
+    )
+
+
+@pytest.mark.parametrize(
+    "higher, diff, status",
+    [
+        (True, (0.5, 2.5), "ahead of SRFlow"),
+        (True, (-2.5, -0.5), "behind SRFlow"),
+        (True, (-0.5, 2.5), "level with SRFlow"),
+        (True, (0.0, 2.0), "level with SRFlow"),  # an end at 0 does not exclude 0
+        (True, (-2.0, 0.0), "level with SRFlow"),
+        (False, (0.5, 2.5), "behind SRFlow"),  # ours higher, lower is better
+        (False, (-2.5, -0.5), "ahead of SRFlow"),
+        (False, (-2.0, 0.0), "level with SRFlow"),
+        (False, (-0.5, 2.5), "level with SRFlow"),
+    ],
+)
+def test_status_against_a_baseline_follows_the_interval_of_the_difference(higher, diff, status):
+    ours = 20.0 + (diff[0] + diff[1]) / 2  # ours - baseline lies inside the interval
+    row = _v2(ours, 20.0, list(diff), higher=higher)
+    assert book.ledger_status(row) == status
+    assert book.validate_ledger([{**row, "status": status}])[0]["status"] == status  # a typed status that agrees
+
+
+@pytest.mark.parametrize(
+    "ours_ci95, status",
+    [
+        ((0.2, 0.4), "consistent with the bound's exponents"),
+        ((0.5, 0.7), "consistent with the bound's exponents"),  # touching the range meets it
+        ((0.0, 0.0625), "consistent with the bound's exponents"),
+        ((0.55, 0.8), "contradicts the bound's exponents"),
+        ((0.0, 0.06), "contradicts the bound's exponents"),
+    ],
+)
+def test_status_against_an_expected_range_follows_the_interval_of_ours(ours_ci95, status):
+    expected = {"name": "the bound's exponents", "low": 0.0625, "high": 0.5}
+    row = _row(metric="fitted-exponent", ours=sum(ours_ci95) / 2, baseline=None, higher_is_better=None,
+               n=12, ours_ci95=list(ours_ci95), expected=expected)
+    assert book.ledger_status(row) == status
+    assert book.ledger_status({**row, "ours_ci95": None, "n": None}) == "no interval: not compared"
+
+
+def test_status_joins_a_baseline_and_an_expected_range():
+    row = _v2(expected={"name": "the target band", "low": 25.0, "high": 30.0})
+    assert book.ledger_status(row) == "ahead of SRFlow; contradicts the target band"
+    no_intervals = _row(expected={"name": "the target band", "low": 25.0, "high": 30.0})
+    assert book.ledger_status(no_intervals) == "no interval: not compared"
+
+
+@pytest.mark.parametrize(
+    "row, status",
+    [
+        (_v2(status="level with SRFlow"), "ahead of SRFlow"),
+        (_v2(diff=[-0.5, 2.5], status="ahead of SRFlow"), "level with SRFlow"),
+        (_row(status="beats SRFlow"), "no interval: not compared"),  # v1 rows cannot claim a win either
+        (_row(baseline=None, status="measured"), "—"),
+    ],
+)
+def test_a_typed_status_that_disagrees_with_the_derived_one_is_refused(row, status):
+    with pytest.raises(ValueError, match=_esc(f"(mnist-inpainting/psnr-mean)['status'] = {row['status']!r}, "
+                                              f"but the intervals say {status!r}")):
+        book.validate_ledger([row])
+
+
+def test_tuning_on_the_test_data_is_refused_in_the_reduced_profiles():
+    for profile in ("cpu", "smoke"):
+        with pytest.raises(ValueError, match=r"\['tuned_on'\] = 'test'.*must be chosen on validation data"):
+            book.validate_ledger([_v2(tuned_on="test", profile=profile)])
+    assert book.validate_ledger([_v2(tuned_on="test", profile="paper")])[0]["tuned_on"] == "test"
+    for tuned_on in ("validation", "none"):
+        assert book.validate_ledger([_v2(tuned_on=tuned_on)])[0]["tuned_on"] == tuned_on
+
+
+def test_intervals_may_be_objects_with_low_and_high_and_are_stored_as_lists():
+    class Interval:
+        def __init__(self, low, high):
+            self.low, self.high = torch.tensor(low), high
+
+    row = book.validate_ledger([_v2(ours_ci95=Interval(21.0, 22.0), diff=Interval(0.5, 2.5))])[0]
+    assert row["ours_ci95"] == [21.0, 22.0] and row["baseline"]["difference_ci95"] == [0.5, 2.5]
+    assert json.loads(json.dumps(row)) == row
+    assert book.validate_ledger([row]) == [row]  # a stored row (with its status) validates to itself
 
 
 @pytest.mark.parametrize(
@@ -48,15 +167,37 @@ def test_validate_ledger_accepts_valid_rows_and_converts_scalars():
         (_row(ours=True), "must be a number"),
         (_row(paper="n/a"), "a number or None"),
         (_row(baseline={"name": "SRFlow"}), "baseline"),
+        (_row(baseline={"name": "SRFlow", "value": 1.0, "ci": [0, 1]}), "baseline"),
         (_row(baseline={"name": "", "value": 1.0}), "non-empty"),
-        (_row(higher_is_better=1), "True or False"),
+        (_row(higher_is_better=1), "True or False, or None"),
         (_row(profile="gpu"), "not one of"),
         ({k: v for k, v in _row().items() if k != "paper"}, "missing keys ['paper']"),
         (_row(note="x"), "unknown keys ['note']"),
+        # v2 fields: each error names the row and the field
+        (_v2(ours_ci95=[21.0]), "(mnist-inpainting/psnr-mean)['ours_ci95'] must be [low, high]"),
+        (_v2(ours_ci95=21.0), "['ours_ci95'] must be [low, high]"),
+        (_v2(ours_ci95=[22.0, 21.0]), "['ours_ci95'] = [22.0, 21.0] has low > high"),
+        (_v2(ours_ci95=[21.0, float("inf")]), "['ours_ci95'][1] is inf"),
+        (_v2(ours_ci95=["21", 22.0]), "['ours_ci95'][0] must be a number"),
+        (_v2(ours_ci95=[21.6, 23.0]), "['ours_ci95'] = [21.6, 23.0] does not contain ours = 21.5"),
+        (_v2(diff=[-2.5, -0.5]), "['baseline']['difference_ci95'] = [-2.5, -0.5] does not contain ours - baseline"),
+        (_v2(diff=[0.5, None]), "['baseline']['difference_ci95'][1] must be a number"),
+        (_v2(diff=[2.5, 0.5]), "['baseline']['difference_ci95'] = [2.5, 0.5] has low > high"),
+        ({**_v2(), "n": None}, "(mnist-inpainting/psnr-mean)['n'] is missing"),
+        (_v2(n=0), "['n'] must be a positive int"),
+        (_v2(n=50.0), "['n'] must be a positive int"),
+        (_v2(n=True), "['n'] must be a positive int"),
+        (_v2(tuned_on="train"), "['tuned_on'] = 'train' is not one of"),
+        (_v2(expected={"name": "band", "low": 1.0}), "['expected'] must be None or"),
+        (_v2(expected={"name": " ", "low": 1.0, "high": 2.0}), "['expected']['name'] must be a non-empty"),
+        (_v2(expected={"name": "band", "low": 2.0, "high": 1.0}),
+         "['expected'][low, high] = [2.0, 1.0] has low > high"),
+        (_v2(higher=None), "(mnist-inpainting/psnr-mean)['baseline'] needs a direction"),
+        (_v2(status=None), "['status'] = None"),
     ],
 )
 def test_validate_ledger_rejects_bad_rows(row, message):
-    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ValueError, match=_esc(message)):
         book.validate_ledger([row])
 
 
@@ -71,10 +212,13 @@ def test_validate_ledger_rejects_duplicates_and_foreign_profiles():
 
 def test_write_results_writes_json_and_warns_when_standalone(tmp_path):
     path = tmp_path / "r.json"
-    book.write_results(path, ledger=[_row()], metrics={"a": torch.arange(3.0), "b": {"c": 1}})
+    book.write_results(path, ledger=[_row(), _v2(metric="ssim-mean")],
+                       metrics={"a": torch.arange(3.0), "b": {"c": 1}})
     data = json.loads(path.read_text())
     assert data["metrics"] == {"a": [0.0, 1.0, 2.0], "b": {"c": 1}}
     assert data["ledger"][0]["experiment"] == "mnist-inpainting"
+    assert [row["status"] for row in data["ledger"]] == ["no interval: not compared", "ahead of SRFlow"]
+    assert book.validate_ledger(data["ledger"]) == data["ledger"]  # the runner validates the file again
     with pytest.warns(UserWarning, match="results_path is empty"):
         book.write_results("", ledger=[_row()], metrics={})
     with pytest.raises(ValueError, match="not an id"):  # checked even when nothing is written
@@ -83,25 +227,54 @@ def test_write_results_writes_json_and_warns_when_standalone(tmp_path):
         book.write_results(path, ledger=[], metrics={"x": float("inf")})
 
 
-def test_ledger_status_and_tables():
-    assert book.ledger_status(_row(paper=21.0, profile="paper")) == "agrees with paper; beats SRFlow"
-    assert book.ledger_status(_row(ours=10.0, paper=21.0, baseline=None)).startswith("worse than paper")
-    lower = _row(ours=0.1, paper=None, baseline={"name": "b", "value": 0.2}, higher_is_better=False)
-    assert book.ledger_status(lower).startswith("beats b")
-    record = {
-        "notebook": "05_inpainting", "profile": "cpu", "hardware": "CPU: x | y", "wall_time_s": 75.0,
-        "executed_at": "2025-01-02T03:04:05+00:00", "source": "notebooks/05_inpainting.py",
-        "source_hash": "ab" * 32, "ledger": [_row()],
-    }
-    table = book.render_ledger([record])
-    assert "{doc}`mnist-inpainting (5) </generated/05_inpainting>`" in table
-    assert "| psnr-mean ↑ | 21.5 | — | SRFlow: 20 | `cpu` | beats SRFlow |" in table
+def test_format_interval_rounds_to_the_width_and_never_hides_the_sign():
+    assert format_interval([24.12, 24.81], 24.4653) == "24.47 [24.1, 24.8]"
+    assert format_interval([-0.61, -0.08], -0.3397) == "-0.34 [-0.6, -0.1]"
+    assert format_interval([-0.6, -0.001]) == "[-0.6, -0.001]"  # not "-0.0"
+    assert format_interval([0.9912, 0.9931], 0.9921) == "0.99210 [0.9912, 0.9931]"  # step <= width / 2
+    assert format_interval([560.2, 571.4], 566.88) == "566.9 [560, 571]"
+    assert format_interval([2.0, 2.0], 2.0) == "2 [2, 2]"
+    assert format_interval([1.0e5, 3.0e5]) == "[1.00e+05, 3.00e+05]"
+
+
+RECORD = {
+    "notebook": "05_inpainting", "profile": "cpu", "hardware": "CPU: x | y", "wall_time_s": 75.0,
+    "executed_at": "2025-01-02T03:04:05+00:00", "source": "notebooks/05_inpainting.py",
+    "source_hash": "ab" * 32, "ledger": [_row()],
+}
+
+
+def test_ledger_and_runs_tables():
+    table = book.render_ledger([RECORD])
+    assert table.splitlines()[0] == (
+        "| Experiment (chapter): metric | Ours [95% CI] | Compared with | Measured | Status |")
+    assert ("| {doc}`mnist-inpainting (5) </generated/05_inpainting>`: psnr-mean ↑ | 21.5 | SRFlow 20 | `cpu` "
+            "| no interval: not compared |") in table
     assert table.count("\n") == 3
-    runs = book.render_runs([record])
+    runs = book.render_runs([RECORD])
     assert "profile `cpu`" in runs and "1 min 15 s" in runs and "CPU: x \\| y" in runs
     assert "{doc}`5 </generated/05_inpainting>`" in runs
-    assert "Baseline" not in book.render_ledger([{**record, "ledger": [_row(baseline=None)]}])
+    assert "Compared with" not in book.render_ledger([{**RECORD, "ledger": [_row(baseline=None)]}])
     assert "make book" in book.render_ledger([]) and "make book" in book.render_runs([])
+
+
+def test_the_ledger_shows_a_v2_row_with_its_intervals_beside_a_v1_row():
+    v2 = _v2(24.4653, 24.805, [-0.61, -0.08], metric="ssim-mean", paper=25.1, ours_ci95=[24.12, 24.81], n=200)
+    exponent = _row(experiment="error-bound", metric="fitted-exponent", ours=0.3, baseline=None,
+                    higher_is_better=None, n=12, ours_ci95=[0.2, 0.4], tuned_on="none",
+                    expected={"name": "the bound's exponents", "low": 0.0625, "high": 0.5})
+    lines = book.render_ledger([{**RECORD, "ledger": [_row(), v2, exponent]}]).splitlines()
+    assert lines[0] == ("| Experiment (chapter): metric | Ours [95% CI] | Paper | Compared with | Measured "
+                        "| Status |")
+    assert lines[2].endswith("psnr-mean ↑ | 21.5 | — | SRFlow 20 | `cpu` | no interval: not compared |")
+    assert lines[3].endswith("ssim-mean ↑ | 24.47 [24.1, 24.8] | 25.1 | SRFlow 24.8; Δ -0.34 [-0.6, -0.1] "
+                             "| n = 200, tuned on validation, `cpu` | behind SRFlow |")
+    assert lines[4].endswith("`: fitted-exponent | 0.30 [0.2, 0.4] | — | the bound's exponents [0.0625, 0.5] "
+                             "| n = 12, not tuned, `cpu` | consistent with the bound's exponents |")
+    bad = {**RECORD, "notebook": "06_superresolution", "ledger": [_row(status="beats SRFlow")]}
+    with pytest.warns(UserWarning, match=r"06_superresolution\.json is left out.*\['status'\].*--force 06_super"):
+        kept = book.render_ledger([RECORD, bad])
+    assert kept == book.render_ledger([RECORD])
 
 
 # --------------------------------------------------------------------------- runtime
@@ -276,7 +449,7 @@ def test_run_notebook_writes_skips_and_reports_failures(tmp_path):
     assert (out / "01_toy.tmp.ipynb").exists() and (out / "01_toy.ipynb").read_text() == before
 
     book.write_ledger_pages(out)
-    assert "| value ↑ | 3 | — | `smoke` | measured |" in (out / "ledger.md").read_text()
+    assert ": value ↑ | 3 | `smoke` | — |" in (out / "ledger.md").read_text()
     assert "profile `smoke`" in (out / "runs.md").read_text()
 
 

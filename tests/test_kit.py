@@ -7,8 +7,10 @@ The numbers of a chapter depend on the kit only through the seeds it hands out, 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -82,11 +84,12 @@ def test_finish_writes_a_valid_results_file_and_shows_the_rows_and_the_run_time(
     chapter.finish(str(path), ledger=_rows(chapter), metrics={"curve": torch.arange(3.0)})
     data = json.loads(path.read_text())
     rows = validate_ledger(data["ledger"], profile="smoke")
-    assert rows[0]["baseline"] == {"name": "prior", "value": 30.0} and rows[0]["ours"] == 1.5
+    assert rows[0]["baseline"] == {"name": "prior", "value": 30.0, "difference_ci95": None} and rows[0]["ours"] == 1.5
+    assert rows == data["ledger"] and [row["status"] for row in rows] == ["no interval: not compared", "—"]
     assert data["metrics"] == {"curve": [0.0, 1.0, 2.0]}
     out = capsys.readouterr().out
-    assert "energy-ratio ↓" in out and "prior: 30" in out and "beats prior" in out
-    assert "agrees with paper" in out
+    assert "energy-ratio ↓" in out and "prior 30" in out and "no interval: not compared" in out
+    assert "beats" not in out and "agrees" not in out  # no verdict without an interval
     assert "Run time\n  Total: " in out  # the footer, as the ledger pages read it back
 
 
@@ -101,9 +104,63 @@ def test_save_results_standalone_checks_the_rows_and_warns(capsys):
 
 def test_ledger_text_aligns_the_columns(capsys):
     lines = ledger_text(_rows(started(capsys))).splitlines()
-    assert lines[0].split() == ["experiment", "metric", "ours", "paper", "baseline", "status"]
+    assert re.split(r"\s{2,}", lines[0]) == ["experiment", "metric", "ours [95% CI]", "paper", "compared with",
+                                            "measured", "status"]
     assert lines[1].index("1.5 ") + 3 == lines[2].index("-0.49") + 5  # numbers right-aligned in one column
-    assert "—" in lines[2]  # no baseline
+    assert re.split(r"\s{2,}", lines[2])[-3:] == ["—", "not tuned, smoke", "—"]  # no baseline: no verdict
+
+
+@dataclass
+class _Interval:
+    """Stands in for cmmd.statistics.Interval: an estimate with its 95% interval over n items."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+    level: float = 0.95
+
+
+def test_ledger_row_takes_the_intervals_of_cmmd_statistics_and_the_status_follows_them(capsys):
+    chapter = started(capsys)
+    row = chapter.ledger_row("materials-superres", "psnr-mean", 24.47, higher_is_better=True,
+                             baseline=("bicubic", 24.80), ours_ci95=_Interval(24.47, 24.1, 24.8, 40),
+                             difference_ci95=_Interval(-0.33, -0.6, -0.1, 40), tuned_on="validation")
+    assert row["n"] == 40 and row["ours_ci95"] == [24.1, 24.8] and "status" not in row
+    assert row["baseline"] == {"name": "bicubic", "value": 24.80, "difference_ci95": [-0.6, -0.1]}
+    level = chapter.ledger_row("materials-superres", "ssim-mean", 0.67, higher_is_better=True, n=40,
+                               baseline=("bicubic", 0.70), ours_ci95=(0.6, 0.7), difference_ci95=(-0.07, 0.01))
+    exponent = chapter.ledger_row("error-bound", "fitted-exponent", 0.6, higher_is_better=None,
+                                  ours_ci95=_Interval(0.6, 0.55, 0.7, 12),
+                                  expected=("the bound's exponents", 0.0625, 0.5))
+    assert exponent["expected"] == {"name": "the bound's exponents", "low": 0.0625, "high": 0.5}
+    rows = validate_ledger([row, level, exponent], profile="smoke")
+    assert [r["status"] for r in rows] == ["behind bicubic", "level with bicubic", "contradicts the bound's exponents"]
+    assert [r["tuned_on"] for r in rows] == ["validation", "none", "none"]  # "none": settings fixed in advance
+    text = ledger_text([row, level, exponent])
+    assert "24.47 [24.1, 24.8]" in text and "bicubic 24.8; Δ -0.33 [-0.6, -0.1]" in text
+    assert "n = 40, tuned on validation, smoke" in text and "n = 40, not tuned, smoke" in text
+    assert "fitted-exponent  " in text  # no arrow: not a score
+
+
+def test_ledger_row_refuses_what_cannot_be_a_paired_comparison(capsys):
+    chapter = started(capsys)
+    with pytest.raises(ValueError, match=r"toy/x: the intervals and n count different items \[40, 50\]"):
+        chapter.ledger_row("toy", "x", 1.0, higher_is_better=True, baseline=("b", 0.5),
+                           ours_ci95=_Interval(1.0, 0.9, 1.1, 40), difference_ci95=_Interval(0.5, 0.4, 0.6, 50))
+    with pytest.raises(ValueError, match=r"toy/x: the intervals and n count different items \[40, 41\]"):
+        chapter.ledger_row("toy", "x", 1.0, higher_is_better=True, n=41, ours_ci95=_Interval(1.0, 0.9, 1.1, 40))
+    with pytest.raises(ValueError, match="toy/x: difference_ci95 is an interval of ours - baseline: pass baseline"):
+        chapter.ledger_row("toy", "x", 1.0, higher_is_better=True, n=5, difference_ci95=(0.1, 0.2))
+    with pytest.raises(ValueError, match=r"toy/x ours_ci95 = \[1.1, 0.9\] has low > high"):
+        chapter.ledger_row("toy", "x", 1.0, higher_is_better=True, n=5, ours_ci95=(1.1, 0.9))
+    with pytest.raises(ValueError, match=r"toy/x: expected must be \(name, low, high\)"):
+        chapter.ledger_row("toy", "x", 1.0, higher_is_better=None, expected=(0.0, 1.0))
+    with pytest.raises(ValueError, match=r"toy/x ours_ci95 is a 90% interval; the ledger holds 95% intervals"):
+        chapter.ledger_row("toy", "x", 1.0, higher_is_better=True, ours_ci95=_Interval(1.0, 0.9, 1.1, 40, level=0.9))
+    test_tuned = chapter.ledger_row("toy", "x", 1.0, higher_is_better=True, tuned_on="test")
+    with pytest.raises(ValueError, match="settings must be chosen on validation data"):
+        validate_ledger([test_tuned])  # smoke runs the cpu code path: refused there too
 
 
 def test_history_table_has_one_row_per_network():

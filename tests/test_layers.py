@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "cmmd.flow": 1,
     "cmmd.projections": 1,
     "cmmd.metrics": 1,
+    "cmmd.statistics": 1,
     "cmmd.toy": 1,
     # 2: the flow specification
     "cmmd.flowspec": 2,
@@ -43,6 +44,7 @@ LAYERS: dict[str, int] = {
     "cmmd.model": 4,
     "cmmd.pyramid": 4,
     "cmmd.samplers": 4,
+    "cmmd.regression": 4,  # the MMSE regressor, the fair baseline of a posterior mean
     # 5: the experiments
     "cmmd.experiments.*": 5,
     # 6: the book and the tools; the package's __init__ may re-export from any layer

@@ -30,8 +30,8 @@ from typing import Any
 
 import torch
 
-from cmmd.book.pages import format_number, ledger_status
-from cmmd.book.results import validate_ledger, write_results
+from cmmd.book.pages import compared_text, evaluation_text, format_number, metric_text, ours_text
+from cmmd.book.results import interval_bounds, validate_ledger, write_results
 from cmmd.experiments import estimate_gpu_memory_gb, get_config, memory_table, settings_table, summary
 from cmmd.flowspec import Schedule
 from cmmd.model import CHECKPOINT_NAME, ConditionalMMDFlow, FitHistory
@@ -156,15 +156,51 @@ class Chapter:
         display(Markdown(memory_table(memory)))
         return table, memory
 
-    def ledger_row(self, experiment: str, metric: str, ours: float, *, higher_is_better: bool,
-                   paper: float | None = None, baseline: tuple[str, float] | None = None) -> dict:
+    def ledger_row(self, experiment: str, metric: str, ours: float, *, higher_is_better: bool | None,
+                   paper: float | None = None, baseline: tuple[str, float] | None = None, n: int | None = None,
+                   ours_ci95: Any = None, difference_ci95: Any = None, tuned_on: str = "none",
+                   expected: tuple[str, float, float] | dict | None = None) -> dict:
         """A row of the reproduction ledger for this run's profile (see :func:`cmmd.book.results.validate_ledger`).
 
-        ``baseline`` is ``(name, value)`` or None.
+        Args:
+            experiment, metric: lowercase hyphenated ids.
+            ours: our value.
+            higher_is_better: the direction of a score; None for a quantity that is not one (give ``expected``).
+            paper: the paper's number, if it states one.
+            baseline: ``(name, value)`` of the comparison method, or None.
+            n: the number of evaluation items; taken from the ``.n`` of the intervals when they have one.
+            ours_ci95: a 95% interval of ``ours`` over the items: ``(low, high)`` or an object with
+                ``.low``/``.high`` such as a :class:`cmmd.statistics.Interval`.
+            difference_ci95: a 95% interval of ours - baseline, paired over the same items (needs ``baseline``).
+            tuned_on: what the settings were chosen on: ``"validation"`` or ``"none"`` (fixed in advance).
+            expected: ``(name, low, high)`` or ``{"name", "low", "high"}``: the range the value should fall in.
+
+        The row states no ``status``: :func:`cmmd.book.results.validate_ledger` derives it from the intervals.
+
+        Raises:
+            ValueError: ``difference_ci95`` without ``baseline``, or intervals of different sizes ``n``.
         """
+        sizes = {int(i.n) for i in (ours_ci95, difference_ci95) if getattr(i, "n", None) is not None}
+        if n is not None:
+            sizes.add(n)
+        if len(sizes) > 1:
+            raise ValueError(f"{experiment}/{metric}: the intervals and n count different items {sorted(sizes)}: "
+                             "compute both intervals over the same evaluation items and pass that n")
+        if difference_ci95 is not None and baseline is None:
+            raise ValueError(f"{experiment}/{metric}: difference_ci95 is an interval of ours - baseline: pass "
+                             "baseline=(name, value) with it")
         base = None if baseline is None else {"name": baseline[0], "value": baseline[1]}
+        if base is not None and difference_ci95 is not None:
+            base["difference_ci95"] = interval_bounds(difference_ci95, f"{experiment}/{metric} difference_ci95")
+        if expected is not None and not isinstance(expected, dict):
+            if not isinstance(expected, (tuple, list)) or len(expected) != 3:
+                raise ValueError(f"{experiment}/{metric}: expected must be (name, low, high) or a dict with "
+                                 f"those keys, got {expected!r}")
+            expected = dict(zip(("name", "low", "high"), expected))
         return dict(experiment=experiment, metric=metric, ours=ours, paper=paper, baseline=base,
-                    higher_is_better=higher_is_better, profile=self.profile)
+                    higher_is_better=higher_is_better, profile=self.profile, n=sizes.pop() if sizes else None,
+                    ours_ci95=interval_bounds(ours_ci95, f"{experiment}/{metric} ours_ci95"), tuned_on=tuned_on,
+                    expected=expected)
 
     def save_results(self, results_path: str, *, ledger: list[dict], metrics: dict) -> None:
         """Write the results file (:func:`cmmd.book.results.write_results`) and print the ledger rows."""
@@ -182,18 +218,18 @@ class Chapter:
 
 
 def ledger_text(ledger: Sequence[dict]) -> str:
-    """Ledger rows as an aligned plain-text table: our value, the paper's and the baseline's, and the verdict."""
+    """Ledger rows as an aligned plain-text table: ours with its interval, the paper's number, what the row
+    is compared with (baseline, difference and its interval, or an expected range), how it was measured
+    (n, tuning, profile) and the status derived from the intervals (:func:`cmmd.book.pages.ledger_status`)."""
     rows = validate_ledger(ledger)
-    lines = [("experiment", "metric", "ours", "paper", "baseline", "status")]
+    lines = [("experiment", "metric", "ours [95% CI]", "paper", "compared with", "measured", "status")]
     for r in rows:
-        base = r["baseline"]
-        lines.append((r["experiment"], f"{r['metric']} {'↑' if r['higher_is_better'] else '↓'}",
-                      format_number(r["ours"]), format_number(r["paper"]),
-                      f"{base['name']}: {format_number(base['value'])}" if base else "—", ledger_status(r)))
-    widths = [max(len(line[k]) for line in lines) for k in range(5)]
+        lines.append((r["experiment"], metric_text(r), ours_text(r), format_number(r["paper"]), compared_text(r),
+                      evaluation_text(r, markdown=False), r["status"]))
+    widths = [max(len(line[k]) for line in lines) for k in range(6)]
     aligned = [[cell.rjust(w) if k in (2, 3) else cell.ljust(w) for k, (cell, w) in enumerate(zip(line, widths))]
                for line in lines]  # numbers right-aligned
-    return "\n".join("  ".join(cells) + "  " + line[5] for cells, line in zip(aligned, lines))
+    return "\n".join("  ".join(cells) + "  " + line[6] for cells, line in zip(aligned, lines))
 
 
 def history_table(flow: Flow | FitHistory) -> str:

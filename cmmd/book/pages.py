@@ -9,6 +9,7 @@ writes ``ledger.md`` (every headline number beside the paper's, :func:`render_le
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import warnings
@@ -16,26 +17,20 @@ from pathlib import Path
 from typing import Sequence
 
 from cmmd.book.paths import GENERATED_DIR
-from cmmd.book.results import atomic_write_text
+from cmmd.book.results import atomic_write_text, validate_ledger
 
 
 def ledger_status(row: dict) -> str:
-    """A short verdict for one ledger row: against the paper's number (agreement: within 10%)
-    and against the baseline; ``measured`` when there is neither."""
-    sign = 1.0 if row["higher_is_better"] else -1.0
-    parts = []
-    if row["paper"] is not None:
-        paper, ours = row["paper"], row["ours"]
-        if abs(ours - paper) <= 0.1 * abs(paper) or (paper == 0 and abs(ours) < 1e-12):
-            parts.append("agrees with paper")
-        elif sign * (ours - paper) > 0:
-            parts.append("better than paper")
-        else:
-            parts.append("worse than paper")
-    if row["baseline"] is not None:
-        name, value = row["baseline"]["name"], row["baseline"]["value"]
-        parts.append(f"beats {name}" if sign * (row["ours"] - value) > 0 else f"behind {name}")
-    return "; ".join(parts) or "measured"
+    """The verdict of one ledger row, derived from its intervals (:func:`cmmd.book.results.derive_status`).
+
+    ``ahead of``/``behind``/``level with`` the baseline by the interval of the difference,
+    ``consistent with``/``contradicts`` an expected range by the interval of ours, ``no interval: not
+    compared`` where there is something to compare with but no interval, ``—`` where there is nothing.
+
+    Raises:
+        ValueError: the row is not a valid ledger row (:func:`cmmd.book.results.validate_ledger`).
+    """
+    return validate_ledger([row])[0]["status"]
 
 
 def format_number(value: float | None) -> str:
@@ -45,6 +40,78 @@ def format_number(value: float | None) -> str:
     if value == 0:
         return "0"
     return f"{value:.4g}" if 1e-3 <= abs(value) < 1e5 else f"{value:.2e}"
+
+
+def _interval_decimals(low: float, high: float) -> int | None:
+    """Decimals that round to a step of at most half the interval's width; None: use :func:`format_number`."""
+    width = high - low
+    if width <= 0 or max(abs(low), abs(high)) >= 1e5:
+        return None
+    decimals = max(0, -math.floor(math.log10(width / 2)))
+    return decimals if decimals <= 6 else None
+
+
+def _fixed(value: float, decimals: int | None) -> str:
+    """``value`` with ``decimals`` decimals, or :func:`format_number` where that would hide it (None, or a
+    non-zero value that would round to 0)."""
+    if decimals is None or value == 0 or round(value, decimals) == 0:
+        return format_number(value)
+    return f"{value:.{decimals}f}"
+
+
+def format_interval(bounds: Sequence[float], estimate: float | None = None) -> str:
+    """``"24.47 [24.1, 24.8]"``: an estimate and its interval, the ends rounded to a step of at most half the
+    interval's width and the estimate to one decimal more; only ``"[24.1, 24.8]"`` without an estimate."""
+    low, high = bounds
+    decimals = _interval_decimals(low, high)
+    text = f"[{_fixed(low, decimals)}, {_fixed(high, decimals)}]"
+    if estimate is None:
+        return text
+    return f"{_fixed(estimate, None if decimals is None else decimals + 1)} {text}"
+
+
+def ours_text(row: dict) -> str:
+    """Our value of a validated row, with its interval where it has one (``24.47 [24.1, 24.8]``)."""
+    if row["ours_ci95"] is None:
+        return format_number(row["ours"])
+    return format_interval(row["ours_ci95"], row["ours"])
+
+
+def compared_text(row: dict) -> str:
+    """What a validated row is compared with: the baseline and the difference with its interval
+    (``bicubic 24.8; Δ -0.34 [-0.6, -0.1]``), and the expected range (``bound exponents [0.06, 0.5]``)."""
+    parts = []
+    base = row["baseline"]
+    if base is not None:
+        text = f"{base['name']} {format_number(base['value'])}"
+        if base["difference_ci95"] is not None:
+            text += f"; Δ {format_interval(base['difference_ci95'], row['ours'] - base['value'])}"
+        parts.append(text)
+    expected = row["expected"]
+    if expected is not None:
+        parts.append(f"{expected['name']} [{format_number(expected['low'])}, {format_number(expected['high'])}]")
+    return "; ".join(parts) or "—"
+
+
+#: How :func:`evaluation_text` words a row's ``tuned_on``.
+TUNED_ON_TEXT = {"validation": "tuned on validation", "none": "not tuned", "test": "tuned on test"}
+
+
+def evaluation_text(row: dict, *, markdown: bool = True) -> str:
+    """How a validated row was measured: ``n = 200, tuned on validation, `cpu```. What a row does not state
+    (the size and the tuning of rows written before they were recorded) is left out."""
+    parts = [] if row["n"] is None else [f"n = {row['n']}"]
+    if row["tuned_on"] is not None:
+        parts.append(TUNED_ON_TEXT[row["tuned_on"]])
+    parts.append(f"`{row['profile']}`" if markdown else row["profile"])
+    return ", ".join(parts)
+
+
+def metric_text(row: dict) -> str:
+    """The metric with its direction: ``↑`` higher is better, ``↓`` lower is better, nothing for a quantity
+    that is not a score."""
+    arrow = {True: " ↑", False: " ↓", None: ""}[row["higher_is_better"]]
+    return row["metric"] + arrow
 
 
 def _chapter_link(name: str, text: str) -> str:
@@ -80,31 +147,45 @@ def read_records(generated_dir: str | os.PathLike = GENERATED_DIR) -> list[dict]
 
 
 def render_ledger(records: Sequence[dict]) -> str:
-    """MyST table of every chapter's ledger rows (``book/generated/ledger.md``)."""
-    rows = [(record["notebook"], row) for record in records for row in record["ledger"]]
+    """MyST table of every chapter's ledger rows (``book/generated/ledger.md``).
+
+    Few columns, so that it reads on a phone: the experiment (a link to its chapter) with the metric, ours
+    with its interval, the paper's number (only when some row has one), what a row is compared with (the
+    baseline with the difference and its interval, or an expected range; only when some row has one), how
+    it was measured (n, the tuning, the profile) and the status derived from the intervals.
+
+    A record whose rows are not valid (:func:`cmmd.book.results.validate_ledger`) is left out with a warning
+    that names it and says what to do, so that one bad record does not stop the runner's last step.
+    """
+    rows = []
+    for record in records:
+        try:
+            rows += [(record["notebook"], row) for row in validate_ledger(record["ledger"])]
+        except ValueError as error:
+            warnings.warn(f"{record['notebook']}.json is left out of the ledger: {error}. Rerun the chapter: "
+                          f"python -m cmmd.book --force {record['notebook']}", stacklevel=2)
     if not rows:
         return "No chapter has recorded results yet: run `make book`.\n"
-    with_baseline = any(row["baseline"] for _, row in rows)
-    head = ["Experiment (chapter)", "Metric", "Ours", "Paper"]
-    align = ["---", "---", "---:", "---:"]
-    if with_baseline:
-        head.append("Baseline")
+    with_paper = any(row["paper"] is not None for _, row in rows)
+    with_compared = any(row["baseline"] or row["expected"] for _, row in rows)
+    head, align = ["Experiment (chapter): metric", "Ours [95% CI]"], ["---", "---:"]
+    if with_paper:
+        head.append("Paper")
+        align.append("---:")
+    if with_compared:
+        head.append("Compared with")
         align.append("---")
-    head += ["Profile", "Status"]
+    head += ["Measured", "Status"]
     align += ["---", "---"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     for name, row in rows:
-        arrow = "↑" if row["higher_is_better"] else "↓"
-        cells = [
-            _chapter_link(name, f"{row['experiment']} ({_chapter_number(name)})"),
-            f"{row['metric']} {arrow}",
-            format_number(row["ours"]),
-            format_number(row["paper"]),
-        ]
-        if with_baseline:
-            base = row["baseline"]
-            cells.append(_cell(f"{base['name']}: {format_number(base['value'])}") if base else "—")
-        cells += [f"`{row['profile']}`", _cell(ledger_status(row))]
+        link = _chapter_link(name, f"{row['experiment']} ({_chapter_number(name)})")
+        cells = [f"{link}: {_cell(metric_text(row))}", _cell(ours_text(row))]
+        if with_paper:
+            cells.append(format_number(row["paper"]))
+        if with_compared:
+            cells.append(_cell(compared_text(row)))
+        cells += [_cell(evaluation_text(row)), _cell(row["status"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -9,7 +9,8 @@ from cmmd.operators.bicubic import BicubicDownsample, bicubic_matrix, upsample_b
 from cmmd.operators.blur import BlurDownsample, gaussian_kernel_1d
 from cmmd.operators.conditions import ClassCondition, Inpainting, as_channels
 from cmmd.operators.noise import add_gaussian_noise, lodopab_mu_scale, low_dose
-from cmmd.operators.radon import ParallelBeamRadon, fourier_filter, limited_angle, measured_angle_numbers, ramp_filter
+from cmmd.operators.radon import (FBPChoice, ParallelBeamRadon, fourier_filter, limited_angle, measured_angle_numbers,
+                                  ramp_filter, tune_fbp)
 
 __all__ = [
     "LinearOperator",
@@ -26,6 +27,8 @@ __all__ = [
     "measured_angle_numbers",
     "fourier_filter",
     "ramp_filter",
+    "tune_fbp",
+    "FBPChoice",
     "add_gaussian_noise",
     "low_dose",
     "lodopab_mu_scale",
