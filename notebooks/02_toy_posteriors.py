@@ -47,12 +47,14 @@ import torch
 from IPython.display import Markdown, display
 
 from cmmd.book.kit import Chapter
+from cmmd.book.results import validate_ledger
 from cmmd.distances import energy_distances
 from cmmd.flowspec import Schedule, Sliced
 from cmmd.metrics import covariance_error, credible_region_coverage, mean_error
 from cmmd.model import ConditionalMMDFlow, FlowConfig
 from cmmd.runtime import format_duration
-from cmmd.toy import problem_full, problem_sum
+from cmmd.statistics import Interval, bootstrap_mean_ci, bootstrap_ratio_ci, paired_difference_ci
+from cmmd.toy import GaussianMixture, problem_full, problem_sum
 
 # The learned flow of the cpu profile (tuned on the `sum` problem; see the text below):
 # 12 networks, each trained on 25 flow steps (momentum 0.8, P = 50 projections), an MLP of
@@ -318,10 +320,16 @@ plot_learned_samples("full")
 # $\mathcal E = 2\,\mathrm{MMD}^2_K$ (`cmmd.distances.energy_distances`, V-statistics). Even a perfect
 # sampler does not give zero: two independent exact sample sets of size $S$ differ by the
 # **noise floor** (about $\mathbb E\|X - X'\| \cdot 2/S$). The second reference is the **prior**:
-# a sampler that ignores $y$. We report the ratio of the mean energy distance to the mean floor,
-# so 1 is perfect.
+# a sampler that ignores $y$. The floor differs from one observation to the next (a broad
+# posterior has a larger one), so we summarise in two ways, both 1 for a perfect sampler:
+#
+# * the **ratio of means**, $\sum_b \mathcal E_b / \sum_b \mathrm{floor}_b$: the per-observation
+#   ratios $\mathcal E_b / \mathrm{floor}_b$ averaged with weights proportional to the floors, so
+#   the broad posteriors count most;
+# * the **median per-observation ratio**, each observation's energy distance over its *own*
+#   floor, every observation counting once; beside it the largest of these ratios.
 
-# %% mystnb={"figure": {"caption": "Energy distance to the exact posterior for each test observation, against its first coordinate $y_1$ (log scale): the learned sampler (orange circles), the prior, which ignores $y$ (grey triangles), and the noise floor between two exact sample sets (black dashes). On the sum problem the learned sampler sits just above the floor and far below the prior; on the full problem it stays several times above the floor (the mean ratios are in the panel titles).", "name": "fig-ch2-energy"}, "image": {"alt": "Two log-scale scatter plots: grey triangles near the top, orange circles in the middle, black dashes at the bottom."}}
+# %% mystnb={"figure": {"caption": "Energy distance to the exact posterior for each test observation, against its first coordinate $y_1$ (log scale): the learned sampler (orange circles), the prior, which ignores $y$ (grey triangles), and the noise floor between two exact sample sets (black dashes). On the sum problem the learned sampler sits above the floor and far below the prior, close to the floor for many observations and far above it for a few; on the full problem it stays further above the floor (the ratio of means and the median per-observation ratio are in the panel titles).", "name": "fig-ch2-energy"}, "image": {"alt": "Two log-scale scatter plots: grey triangles near the top, orange circles in the middle, black dashes at the bottom."}}
 def mixture_moments(problem, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact posterior means (B, d) and covariances (B, d, d)."""
     posts = [problem.posterior(o) for o in obs]
@@ -367,6 +375,9 @@ for stream, name in enumerate(problems, start=20):
     g = rng(stream)
     _, test_obs[name] = problems[name].sample_joint(cfg["n_test"], generator=g)
     results[name] = evaluate(models[name], problems[name], test_obs[name], cfg["n_samples"], g)
+for r in results.values():  # each observation over its own noise floor (no random numbers)
+    r["ratio_each"] = r["ed"] / r["floor"]
+    r["prior_ratio_each"] = r["prior"] / r["floor"]
 
 fig, axes = plt.subplots(2, 1, figsize=(8.4, 7.2), layout="constrained")
 for ax, name in zip(axes, problems):
@@ -377,13 +388,21 @@ for ax, name in zip(axes, problems):
     ax.plot(y1, r["floor"].cpu(), "_", color="k", ms=12, label="noise floor\n(exact vs exact)")
     ax.set(yscale="log", xlabel="first coordinate $y_1$ of the test observation",
            ylabel="energy distance",
-           title=f"{name}: ratio to floor {r['ratio']:.2f}, prior {r['prior_ratio']:.0f}")
+           title=f"{name}: ratio of means {r['ratio']:.2f} (prior {r['prior_ratio']:.0f}), "
+                 f"median per observation {float(r['ratio_each'].cpu().quantile(0.5)):.2f}")
 axes[0].legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
 plt.show()
+print("ratio of means, sum of energy distances over sum of floors:")
 print(f"{'problem':8s} {'learned/floor':>14s} {'prior/floor':>12s} {'prior/learned':>14s}")
 for name, r in results.items():
     print(f"{name:8s} {r['ratio']:14.2f} {r['prior_ratio']:12.1f} "
           f"{r['prior_ratio'] / r['ratio']:14.0f}")
+print("per observation, energy distance over its own floor (learned sampler; prior):")
+print(f"{'problem':8s} {'median':>8s} {'largest':>8s} {'prior, median':>14s}")
+for name, r in results.items():
+    each = r["ratio_each"].cpu()
+    print(f"{name:8s} {float(each.quantile(0.5)):8.2f} {float(each.max()):8.2f} "
+          f"{float(r['prior_ratio_each'].cpu().quantile(0.5)):14.1f}")
 
 # %% [markdown]
 # **Posterior mean and covariance.** The error of the learned posterior mean (Euclidean norm,
@@ -572,26 +591,124 @@ print("samples agree for batch sizes 1, 7 and 64 (to 1e-5):", batch_gap < 1e-5)
 # ## Summary
 #
 # The headline numbers of this chapter, as they enter the reproduction ledger of the
-# introduction (the energy distance over the noise floor: 1 is perfect; the baseline is the
-# prior, which ignores $y$):
+# introduction. Every metric is lower-is-better and is measured on the test observations of its
+# problem; where a bootstrap is sound, a row carries a 95% interval over those observations, and
+# the ledger derives its status (ahead of, behind or level with the baseline) from the interval
+# of the paired difference, never from the two values alone ({ref}`method §6 <method-6>`):
+#
+# * `energy-distance-over-floor`: the ratio of means. Its interval is the BCa bootstrap of a ratio
+#   of sums (`cmmd.statistics.bootstrap_ratio_ci`: each resampled observation brings its energy
+#   distance and its floor). The baseline is the prior; the difference learned − prior is again a
+#   ratio of sums, $\sum_b (\mathcal E_b - \mathcal E^{\text{prior}}_b) / \sum_b \mathrm{floor}_b$,
+#   bootstrapped the same way.
+# * `energy-distance-ratio-median`: the median of the per-observation ratios
+#   $\mathcal E_b / \mathrm{floor}_b$. Its interval is a percentile bootstrap: 10,000 resamples of
+#   the observations (indices drawn with `torch.randint`), the median of each, their 2.5% and 97.5%
+#   quantiles. The same resamples give the paired interval of median(learned) − median(prior),
+#   where the prior's per-observation ratios are its energy distances over the same floors.
+# * `posterior-mean-error`, `posterior-cov-relative-error`: means over the observations with BCa
+#   intervals (`bootstrap_mean_ci`); the baseline is an exact sample set of the same size, compared
+#   by the paired interval of the difference (`paired_difference_ci`), so "behind" means worse
+#   than pure Monte Carlo noise.
+# * `hdr-coverage-max-error` (learned samples in the exact HDRs) and
+#   `hdr-reverse-coverage-max-error` (exact samples in the HDRs of the KDE of the learned samples):
+#   the largest $|\text{coverage} - \alpha|$ over the levels of the calibration figure. The
+#   forward direction cannot see a dropped mirror mode: samples from only one of two mirror-image
+#   modes fill the exact regions in the right proportions. The reverse direction sees it, since
+#   then the exact samples of the other mode fall outside the learned regions. A maximum over
+#   levels has no trustworthy bootstrap interval (the maxima of resampled curves are biased
+#   upwards, so a percentile interval need not even contain the estimate): these two rows state n
+#   but no interval, so the ledger compares neither; the reverse row shows beside it what an
+#   exact sampler scores under the same KDE.
+#
+# The bootstrap resamples come from a stream of their own (stream 60 of the chapter, as a CPU
+# generator), drawn after every other random number, so that every number above this section is
+# that of the chapter without the intervals.
+#
+# **What the settings were chosen on.** The record of the tuning, kept in this chapter since its
+# first version: the flow settings of the cpu profile, `FLOW_CPU`, were chosen on the
+# sum problem in development runs with another seed, hence on other training pairs and on 20 other
+# test observations (on which these settings scored 2.7 times the floor, a number that this run
+# does not recompute), not on the observations reported here. The rows of the sum problem
+# therefore say `tuned_on = validation`: chosen on draws disjoint from the reported ones, though
+# not on a split that this chapter re-creates. No setting was chosen on the full problem, which
+# runs a reduced copy of the same settings: its rows say `tuned_on = none`.
 
 # %%
-def row(experiment: str, metric: str, ours: float,
-        baseline: tuple[str, float] | None = None) -> dict:
+# The bootstrap's random numbers: stream 60, used nowhere else in this chapter, as a CPU generator
+# (cmmd.statistics resamples on the CPU); nothing after this cell draws from the other streams.
+BOOTSTRAP_STREAM = 60
+N_RESAMPLES = 10_000
+boot = torch.Generator().manual_seed(chapter.stream_seed(BOOTSTRAP_STREAM))
+EXPERIMENTS = {"sum": "toy-gmm", "full": "toy-gmm-full"}
+TUNED_ON = {"toy-gmm": "validation", "toy-gmm-full": "none"}
+EXACT_SAME_SIZE = "exact samples, same size"
+
+
+def on_cpu(values: torch.Tensor) -> torch.Tensor:
+    """Per-observation values as float64 on the CPU, where the bootstrap resamples them."""
+    return values.detach().to("cpu", torch.float64)
+
+
+def median_intervals(ours: torch.Tensor, baseline: torch.Tensor,
+                     generator: torch.Generator) -> tuple[Interval, Interval]:
+    """Percentile bootstrap over the observations, from the same resamples (paired): 95% intervals
+    of the median of `ours` and of median(ours) − median(baseline); both (B,) per observation."""
+    n = ours.shape[0]
+    idx = torch.randint(n, (N_RESAMPLES, n), generator=generator)
+    medians = ours[idx].quantile(0.5, dim=1)
+    differences = medians - baseline[idx].quantile(0.5, dim=1)
+    ends = torch.tensor([0.025, 0.975], dtype=torch.float64)
+    estimate = float(ours.quantile(0.5))
+    difference = estimate - float(baseline.quantile(0.5))
+    return (Interval(estimate, *medians.quantile(ends).tolist(), n),
+            Interval(difference, *differences.quantile(ends).tolist(), n))
+
+
+def largest_error(curve: np.ndarray) -> float:
+    """max over the levels of |coverage − α| of a mean coverage curve."""
+    return float(np.abs(curve - np.array(LEVELS)).max())
+
+
+def row(experiment: str, metric: str, ours: float, **evaluation) -> dict:
     """A ledger row of this chapter: lower is better for every metric, no paper value."""
-    return chapter.ledger_row(experiment, metric, ours, baseline=baseline, higher_is_better=False)
+    return chapter.ledger_row(experiment, metric, ours, higher_is_better=False,
+                              tuned_on=TUNED_ON[experiment], **evaluation)
 
 
-ledger = []
-for name, experiment in (("sum", "toy-gmm"), ("full", "toy-gmm-full")):
-    r = results[name]
+intervals, reverse_error, ledger = {}, {}, []
+for name, experiment in EXPERIMENTS.items():
+    r, c = results[name], calibration[name]
+    ed, floor, prior = on_cpu(r["ed"]), on_cpu(r["floor"]), on_cpu(r["prior"])
+    mean_err, mean_ref = on_cpu(r["mean_err"]), on_cpu(r["mean_ref"])
+    cov_err, cov_ref = on_cpu(r["cov_err"]), on_cpu(r["cov_ref"])
+    iv = dict(ratio=bootstrap_ratio_ci(ed, floor, generator=boot),
+              ratio_vs_prior=bootstrap_ratio_ci(ed - prior, floor, generator=boot))
+    iv["median"], iv["median_vs_prior"] = median_intervals(ed / floor, prior / floor, boot)
+    iv["mean"] = bootstrap_mean_ci(mean_err, generator=boot, method="bca")
+    iv["mean_vs_exact"] = paired_difference_ci(mean_err, mean_ref, generator=boot, method="bca")
+    iv["cov"] = bootstrap_mean_ci(cov_err, generator=boot, method="bca")
+    iv["cov_vs_exact"] = paired_difference_ci(cov_err, cov_ref, generator=boot, method="bca")
+    intervals[name] = iv
+    reverse_error[name] = dict(learned=largest_error(c["reverse"]),
+                               exact=largest_error(c["reverse_exact"]))
+    prior_median = float((prior / floor).quantile(0.5))
     ledger += [
-        row(experiment, "energy-distance-over-floor", r["ratio"], ("prior", r["prior_ratio"])),
+        row(experiment, "energy-distance-over-floor", r["ratio"],
+            baseline=("prior", r["prior_ratio"]), ours_ci95=iv["ratio"],
+            difference_ci95=iv["ratio_vs_prior"]),
+        row(experiment, "energy-distance-ratio-median", iv["median"].estimate,
+            baseline=("prior", prior_median), ours_ci95=iv["median"],
+            difference_ci95=iv["median_vs_prior"]),
         row(experiment, "posterior-mean-error", float(r["mean_err"].mean()),
-            ("exact samples, same size", float(r["mean_ref"].mean()))),
+            baseline=(EXACT_SAME_SIZE, float(r["mean_ref"].mean())), ours_ci95=iv["mean"],
+            difference_ci95=iv["mean_vs_exact"]),
         row(experiment, "posterior-cov-relative-error", float(r["cov_err"].mean()),
-            ("exact samples, same size", float(r["cov_ref"].mean()))),
-        row(experiment, "hdr-coverage-max-error", coverage_error[name]),
+            baseline=(EXACT_SAME_SIZE, float(r["cov_ref"].mean())), ours_ci95=iv["cov"],
+            difference_ci95=iv["cov_vs_exact"]),
+        row(experiment, "hdr-coverage-max-error", coverage_error[name], n=ed.shape[0]),
+        row(experiment, "hdr-reverse-coverage-max-error", reverse_error[name]["learned"],
+            baseline=("exact sampler", reverse_error[name]["exact"]), n=ed.shape[0]),
     ]
 metrics = {
     "flow_config": {"sum": flow_config.to_dict(), "full": full_config.to_dict()},
@@ -602,12 +719,17 @@ metrics = {
                            mmd2_after_network=m.history.mmd2_after_network,
                            train_loss=m.history.train_loss) for name, m in models.items()},
     "energy": {name: dict(ratio=r["ratio"], prior_ratio=r["prior_ratio"], ed=r["ed"],
-                          floor=r["floor"], prior=r["prior"], observations=test_obs[name])
+                          floor=r["floor"], prior=r["prior"], observations=test_obs[name],
+                          ratio_each=r["ratio_each"], prior_ratio_each=r["prior_ratio_each"])
                for name, r in results.items()},
     "moments": {name: dict(mean_error=r["mean_err"], mean_error_exact=r["mean_ref"],
                            cov_error=r["cov_err"], cov_error_exact=r["cov_ref"])
                 for name, r in results.items()},
     "calibration": {name: dict(levels=LEVELS, **c) for name, c in calibration.items()},
+    "reverse_coverage_max_error": reverse_error,
+    "intervals": {"stream": BOOTSTRAP_STREAM, "resamples": N_RESAMPLES,
+                  **{name: {key: i._asdict() for key, i in iv.items()}
+                     for name, iv in intervals.items()}},
     "ablation": {"n_train": abl["n_train"], "n_test": n_abl, "main_sampler_ratio": main_on_half,
                  "flow_config": base.to_dict(), "total_flow_steps": total_steps,
                  **{key: {str(v): run for v, run in runs.items()}
@@ -618,43 +740,128 @@ chapter.save_results(results_path, ledger=ledger, metrics=metrics)
 # %% [markdown]
 # ## What this shows
 #
-# In numbers, from this run:
+# Read from this run's numbers (the text below is written by the code from them). Brackets are
+# the 95% intervals of the ledger, over the test observations; the words ahead, behind and level
+# are the ledger's statuses.
 
 # %%
-worst = torch.argsort(results["sum"]["ed"], descending=True)[:3]
-floor_sum = float(results["sum"]["floor"].mean())
-worst_text = ", ".join(
-    f"y = {float(test_obs['sum'][i, 0]):+.2f} ({float(results['sum']['ed'][i]) / floor_sum:.1f}x)"
-    for i in worst)
-r_sum, r_full = results["sum"], results["full"]
-print(f"sum problem:  energy distance {r_sum['ratio']:.2f}x the noise floor, "
-      f"mean over {cfg['n_test']} observations")
-print(f"              (prior: {r_sum['prior_ratio']:.0f}x, i.e. "
-      f"{r_sum['prior_ratio'] / r_sum['ratio']:.0f} times the learned sampler's)")
-print(f"              worst observations: {worst_text}")
-print(f"full problem: {r_full['ratio']:.2f}x the floor (prior {r_full['prior_ratio']:.0f}x)")
-print(f"fit times: sum {format_duration(fit_seconds['sum'])}, "
-      f"full {format_duration(fit_seconds['full'])}")
+status = {(r_["experiment"], r_["metric"]): r_["status"] for r_ in validate_ledger(ledger)}
 
-# %% [markdown]
-# * **The learned sampler recovers posteriors it has never seen.** On the sum problem its energy
-#   distance to the exact posterior is a small multiple of the noise floor of 2,000 exact samples
-#   and hundreds of times below the prior's; its means and covariances are off by little more
-#   than Monte Carlo noise, and its samples fill the exact credible regions in the right
-#   proportions. The sample figures show both modes of the bimodal posteriors with the right weights.
-# * **The average hides hard cases.** The ratio is a mean over observations, and a few dominate
-#   it: posteriors with close modes of unequal weight (around $y \approx 0.4$ the sum problem has
-#   four) and observations in the tails of $P_Y$, where training pairs are rare. It also varies
-#   between training and test draws: during tuning, the same settings with another seed gave 2.7
-#   on 20 test observations that happened to include $y = 0.41$ and $y = 1.26$.
-# * **The full problem ($n = 2$) had half the budget** (half the training pairs, eight networks,
-#   half the Adam steps) and is clearly worse: some samples sit between the components of the
-#   ring, where the exact posterior has no mass (the reverse calibration curve shows it).
-# * **Training pairs matter most** (ablation); more projections help up to the largest $P$
-#   tried, while at a fixed number of flow steps the number of networks changes little here.
-# * **Reduced settings.** Compared with a GPU run (profile `paper`: more pairs, wider networks,
-#   4,000 Adam steps, more networks) everything here is smaller; the paper reports no number for
-#   this toy, so none is compared.
+
+def ci(interval: Interval, digits: int = 2) -> str:
+    """An estimate with its 95% interval, as the text shows it."""
+    return f"{interval.estimate:.{digits}f} [{interval.low:.{digits}f}, {interval.high:.{digits}f}]"
+
+
+def evidence(problem) -> GaussianMixture:
+    """The distribution P_Y of the observations: the prior pushed through y = Ax + σε."""
+    A, eye = problem.A, torch.eye(problem.obs_dim, **F64)
+    return GaussianMixture(problem.prior.weights, problem.prior.means @ A.T,
+                           A @ problem.prior.covs @ A.T + problem.sigma**2 * eye)
+
+
+def worst_observations(name: str, k: int = 3) -> str:
+    """The k observations with the largest energy distance over their own floor, described."""
+    each, obs = results[name]["ratio_each"].cpu(), test_obs[name]
+    density = evidence(problems[name]).log_prob(obs).cpu()
+    parts = []
+    for i in torch.argsort(each, descending=True)[:k].tolist():
+        y = ", ".join(f"{v:+.2f}" for v in obs[i].tolist())
+        components = int((problems[name].posterior(obs[i]).weights >= 0.05).sum())
+        rank = 1 + int((density > density[i]).sum())
+        parts.append(f"y = ({y}), {float(each[i]):.1f} times its floor ({components} posterior "
+                     f"components of weight ≥ 5%, density rank {rank} of {obs.shape[0]})")
+    return "; ".join(parts)
+
+
+def floor_split(name: str) -> str:
+    """Median ratio of the observations with a floor above / at most the median floor, and where
+    the ratio of means lies relative to the median ratio."""
+    each, floor = results[name]["ratio_each"].cpu(), results[name]["floor"].cpu()
+    broad = floor > floor.quantile(0.5)
+    iv = intervals[name]
+    side = "below" if iv["ratio"].estimate < iv["median"].estimate else "at or above"
+    return (f"{float(each[broad].quantile(0.5)):.2f} (floor above the median floor) and "
+            f"{float(each[~broad].quantile(0.5)):.2f} (the others), and the ratio of means lies "
+            f"{side} the median")
+
+
+def energy_text(name: str) -> str:
+    experiment, iv, r = EXPERIMENTS[name], intervals[name], results[name]
+    return (f"over {iv['ratio'].n} test observations the ratio of means is {ci(iv['ratio'])} "
+            f"(prior: {r['prior_ratio']:.0f}; "
+            f"{status[experiment, 'energy-distance-over-floor']}), the median per-observation "
+            f"ratio {ci(iv['median'])} "
+            f"({status[experiment, 'energy-distance-ratio-median']}), the largest "
+            f"{float(r['ratio_each'].max()):.1f}")
+
+
+def moments_text(name: str) -> str:
+    experiment, iv, r = EXPERIMENTS[name], intervals[name], results[name]
+    return (f"mean error {ci(iv['mean'], 4)} against {float(r['mean_ref'].mean()):.4f} for exact "
+            f"samples ({status[experiment, 'posterior-mean-error']}), relative covariance error "
+            f"{ci(iv['cov'], 3)} against {float(r['cov_ref'].mean()):.3f} "
+            f"({status[experiment, 'posterior-cov-relative-error']})")
+
+
+def calibration_text(name: str) -> str:
+    c, rev = calibration[name], reverse_error[name]
+    at = int(np.abs(c["reverse"] - np.array(LEVELS)).argmax())
+    return (f"learned samples in the exact HDRs are off by at most {coverage_error[name]:.3f}; "
+            f"exact samples in the learned HDRs by at most {rev['learned']:.3f} (an exact sampler: "
+            f"{rev['exact']:.3f}), most at α = {LEVELS[at]}, where a fraction "
+            f"{c['reverse'][at]:.3f} of the exact samples falls in the learned {LEVELS[at]:.0%} "
+            "region")
+
+
+sum_iv, full_iv = intervals["sum"], intervals["full"]
+if full_iv["median"].low > sum_iv["median"].high:
+    full_vs_sum = "its median-ratio interval lies entirely above the sum problem's"
+elif full_iv["median"].high < sum_iv["median"].low:
+    full_vs_sum = "its median-ratio interval lies entirely below the sum problem's"
+else:
+    full_vs_sum = "its median-ratio interval overlaps the sum problem's"
+nets = {name: c.n_networks for name, c in (("sum", flow_config), ("full", full_config))}
+budget = (f"{cfg['n_train_full']:,} training pairs (sum: {cfg['n_train']:,}), {nets['full']} "
+          f"networks (sum: {nets['sum']}) of {full_config.train_steps:,} Adam steps at batch "
+          f"{full_config.batch_size:,} (sum: {flow_config.train_steps:,} at "
+          f"{flow_config.batch_size:,})")
+changes = {}
+for key, runs in ablation.items():
+    values = list(runs)
+    first, last = runs[values[0]]["ratio"], runs[values[-1]]["ratio"]
+    changes[key] = (values[0], values[-1], first, last)
+ablation_text = "; ".join(f"{key} = {v0:,} → {v1:,}: {a:.2f} → {b:.2f}"
+                          for key, (v0, v1, a, b) in changes.items())
+most = max(changes, key=lambda k: abs(math.log(changes[k][2] / changes[k][3])))
+paper = PROFILES["paper"]
+if profile == "paper":
+    reduced = "This run is the `paper` profile, the largest of this chapter."
+else:
+    reduced = (f"Profile `paper` (for a GPU) uses {paper['n_train']:,} training pairs, "
+               f"{paper['flow'].n_networks} networks of width {paper['flow'].hidden} and "
+               f"{paper['flow'].train_steps:,} Adam steps each, against {cfg['n_train']:,}, "
+               f"{flow_config.n_networks}, {flow_config.hidden} and {flow_config.train_steps:,} "
+               "here.")
+sum_r = results["sum"]
+display(Markdown(f"""\
+* **The learned sampler against the exact posterior.** Sum problem: {energy_text("sum")}.
+  Full problem: {energy_text("full")}.
+* **Why the ratio of means and the median differ.** The ratio of means weighs each observation by
+  its floor, the median counts each once. Median ratio of the observations split at the median
+  floor, sum problem: {floor_split("sum")}; full problem: {floor_split("full")}.
+* **The worst observations**, each over its own floor; the density rank orders the test
+  observations by their density under $P_Y$, 1 the most typical. Sum: {worst_observations("sum")}.
+  Full: {worst_observations("full")}.
+* **Moments.** Sum: {moments_text("sum")}. Full: {moments_text("full")}.
+* **Calibration.** Sum: {calibration_text("sum")}. Full: {calibration_text("full")}.
+* **The full problem's budget**: {budget}; {full_vs_sum}.
+* **Ablation** (energy distance over the floor as a ratio of means, on {n_abl} observations, one
+  fit per setting and no interval, so only large changes mean anything), from the smallest to the
+  largest value tried: {ablation_text}. The setting whose range changes the ratio by the largest
+  factor is {most}; the main sampler scores {main_on_half:.2f} on the same observations.
+* **Reduced settings.** {reduced} The paper reports no number for this toy, so none is compared.
+"""))
 
 # %%
 chapter.footer()
