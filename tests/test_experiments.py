@@ -332,6 +332,10 @@ def test_settings_table_prints_exactly_what_the_profile_changes():
     ours, theirs = summary(cpu), summary(paper)
     assert changed == {label for label in theirs if str(ours[label]) != str(theirs[label])}
     assert lines[-1].startswith("*Why `cpu` differs:* The flow and networks")
+    assert "· : as in profile `paper`." in lines and rows["gradient clipping"] == "·"
+    mnist = settings_table([get_config("mnist-classcond", "cpu")], [get_config("mnist-classcond", "paper")])
+    assert "({ref}`method §7 <method-7>`)" in mnist and "[method §7]" not in mnist  # a link on the book page
+    assert "| gradient clipping | none | · |" in mnist
     paper_only = settings_table([paper], [paper]).splitlines()
     assert paper_only[2] == "| setting | profile `paper` |"
 

@@ -6,6 +6,7 @@ width (a text block of the same rows ran off the screen of a phone).
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import torch
@@ -62,8 +63,9 @@ def settings_table(configs: Sequence[ExperimentConfig], papers: Sequence[Experim
                 mine, paper_value = ours.get(label, "—"), theirs.get(label, "—")
                 changed = _markdown(_cell(mine)) if _cell(mine) != _cell(paper_value) else "·"
                 lines.append(f"| {_markdown(label)} | {_markdown(_cell(paper_value))} | {changed} |")
+            lines += ["", "· : as in profile `paper`."]
             if config.changes is not None:
-                lines += ["", f"*Why `{config.profile}` differs:* {config.changes.why}"]
+                lines += ["", f"*Why `{config.profile}` differs:* {_cited(config.changes.why)}"]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 
@@ -84,4 +86,11 @@ def _markdown(text: str) -> str:
 
 
 def _cell(value: object) -> str:
+    if value is None:
+        return "none"
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def _cited(text: str) -> str:
+    """``[method §N]`` in a reason becomes a link to that section of the book's method page (MyST ``{ref}``)."""
+    return re.sub(r"\[method §(\d)\]", lambda m: f"({{ref}}`method §{m[1]} <method-{m[1]}>`)", text)
