@@ -32,7 +32,8 @@ import torch
 
 from cmmd.book.pages import compared_text, evaluation_text, format_number, metric_text, ours_text
 from cmmd.book.results import interval_bounds, validate_ledger, write_results
-from cmmd.experiments import estimate_gpu_memory_gb, get_config, memory_table, settings_table, summary
+from cmmd.experiments import estimate_gpu_memory_gb, get_config, memory_table, summary
+from cmmd.experiments.tables import settings_block
 from cmmd.flowspec import Schedule
 from cmmd.model import CHECKPOINT_NAME, ConditionalMMDFlow, FitHistory
 from cmmd.projections import downsample_images
@@ -150,8 +151,9 @@ class Chapter:
 
         configs = {e: {p: get_config(e, p) for p in (self.profile, "paper")} for e in experiments}
         table = {e: {p: summary(c) for p, c in by_profile.items()} for e, by_profile in configs.items()}
-        display(Markdown(settings_table([c[self.profile] for c in configs.values()],
-                                        [c["paper"] for c in configs.values()])))
+        blocks = [settings_block(configs[e][self.profile], rows[self.profile], rows["paper"])
+                  for e, rows in table.items()]
+        display(Markdown("\n\n".join(blocks) + "\n"))  # each summary computed once (the memory model is slow)
         memory = {e: estimate_gpu_memory_gb(get_config(e, "paper")) for e in dict.fromkeys([*experiments, *memory_of])}
         display(Markdown(memory_table(memory)))
         return table, memory

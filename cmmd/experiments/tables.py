@@ -50,24 +50,27 @@ def settings_table(configs: Sequence[ExperimentConfig], papers: Sequence[Experim
         configs: the experiments in the profile of the run.
         papers: the same experiments in profile ``paper`` (same order).
     """
-    blocks = []
-    for config, paper in zip(configs, papers):
-        ours, theirs = summary(config), summary(paper)
-        lines = [f"**{config.experiment}**", ""]
-        if config.profile == "paper":
-            lines += ["| setting | profile `paper` |", "|---|---|"]
-            lines += [f"| {_markdown(k)} | {_markdown(_cell(v))} |" for k, v in theirs.items()]
-        else:
-            lines += [f"| setting | profile `paper` | changed in profile `{config.profile}` |", "|---|---|---|"]
-            for label in dict.fromkeys([*theirs, *ours]):
-                mine, paper_value = ours.get(label, "—"), theirs.get(label, "—")
-                changed = _markdown(_cell(mine)) if _cell(mine) != _cell(paper_value) else "·"
-                lines.append(f"| {_markdown(label)} | {_markdown(_cell(paper_value))} | {changed} |")
-            lines += ["", "· : as in profile `paper`."]
-            if config.changes is not None:
-                lines += ["", f"*Why `{config.profile}` differs:* {_cited(config.changes.why)}"]
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks) + "\n"
+    return "\n\n".join(settings_block(config, summary(config), summary(paper))
+                       for config, paper in zip(configs, papers)) + "\n"
+
+
+def settings_block(config: ExperimentConfig, ours: dict[str, object], theirs: dict[str, object]) -> str:
+    """The table of :func:`settings_table` for one experiment, from its :func:`summary` rows in the run's profile
+    (``ours``) and in profile ``paper`` (``theirs``), for a caller that already holds them."""
+    lines = [f"**{config.experiment}**", ""]
+    if config.profile == "paper":
+        lines += ["| setting | profile `paper` |", "|---|---|"]
+        lines += [f"| {_markdown(k)} | {_markdown(_cell(v))} |" for k, v in theirs.items()]
+        return "\n".join(lines)
+    lines += [f"| setting | profile `paper` | changed in profile `{config.profile}` |", "|---|---|---|"]
+    for label in dict.fromkeys([*theirs, *ours]):
+        mine, paper_value = ours.get(label, "—"), theirs.get(label, "—")
+        changed = _markdown(_cell(mine)) if _cell(mine) != _cell(paper_value) else "·"
+        lines.append(f"| {_markdown(label)} | {_markdown(_cell(paper_value))} | {changed} |")
+    lines += ["", "· : as in profile `paper`."]
+    if config.changes is not None:
+        lines += ["", f"*Why `{config.profile}` differs:* {_cited(config.changes.why)}"]
+    return "\n".join(lines)
 
 
 def memory_table(estimates: dict[str, float], *, gpu_gb: float = 16.0) -> str:
