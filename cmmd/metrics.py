@@ -141,7 +141,8 @@ def covariance_error(samples: Tensor, cov: Tensor) -> Tensor:
 
 
 def coverage_of_intervals(
-    samples: Tensor, truth: Tensor, ks: Sequence[float] = (1, 2, 3), *, chunk_size: int | None = None
+    samples: Tensor, truth: Tensor, ks: Sequence[float] = (1, 2, 3), *, mask: Tensor | None = None,
+    chunk_size: int | None = None,
 ) -> dict[float, float]:
     """Fraction of ground-truth entries inside the posterior intervals mean ± k·std.
 
@@ -149,6 +150,8 @@ def coverage_of_intervals(
         samples: (B, S, *x_shape) posterior samples, S >= 2.
         truth: (B, *x_shape) ground truths.
         ks: interval half-widths in units of the posterior std.
+        mask: boolean (B, *x_shape) or (*x_shape), True for the entries to count (:func:`pixel_mask`);
+            None counts all.
         chunk_size: passed to :func:`posterior_stats`.
 
     Returns:
@@ -164,9 +167,28 @@ def coverage_of_intervals(
         raise ValueError(f"truth must have shape (B, *x_shape) = {expected} to match samples, got {tuple(truth.shape)}")
     if len(ks) == 0 or any(float(k) <= 0 for k in ks):
         raise ValueError(f"ks must be a non-empty sequence of numbers > 0, got {ks!r}")
+    full = None if mask is None else pixel_mask(mask, truth)
     mean, std = posterior_stats(samples, chunk_size=chunk_size)
     z = (truth.to(mean.dtype) - mean).abs()
-    return {k: float((z <= float(k) * std).double().mean()) for k in ks}
+    if full is None:
+        return {k: float((z <= float(k) * std).double().mean()) for k in ks}
+    return {k: float((z <= float(k) * std)[full].double().mean()) for k in ks}
+
+
+def pixel_mask(mask: Tensor | None, truth: Tensor) -> Tensor:
+    """The (B, *x_shape) boolean mask of the entries to count: all True for None, a (*x_shape) mask broadcast over
+    the items (e.g. ``truth != 0`` to leave out a background whose truth is exactly 0)."""
+    if mask is None:
+        return torch.ones_like(truth, dtype=torch.bool)
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        raise ValueError("mask must be a boolean tensor, e.g. truth != 0 for the foreground")
+    if tuple(mask.shape) not in (tuple(truth.shape), tuple(truth.shape[1:])):
+        raise ValueError(f"mask must have shape (B, *x_shape) = {tuple(truth.shape)} or (*x_shape) = "
+                         f"{tuple(truth.shape[1:])}, got {tuple(mask.shape)}")
+    full = mask.to(truth.device).expand(truth.shape)
+    if not bool(full.any()):
+        raise ValueError("mask selects no pixel; pass a mask with at least one True entry")
+    return full
 
 
 def _quantile_sorted(sorted_values: Tensor, q: float) -> Tensor:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from cmmd._checks import check_floating, check_number, check_pair, check_positive_int
-from cmmd.metrics import posterior_stats
+from cmmd.metrics import coverage_of_intervals, pixel_mask
 
 __all__ = [
     "Interval",
@@ -269,21 +269,6 @@ def _check_samples_truth(samples: Tensor, truth: Tensor, least: int) -> None:
         raise ValueError(f"truth must have shape (B, *x_shape) = {expected} to match samples, got {tuple(truth.shape)}")
 
 
-def _mask_for(mask: Tensor | None, truth: Tensor) -> Tensor:
-    """The (B, *x_shape) boolean mask: all True for None, a (*x_shape) mask broadcast over the items."""
-    if mask is None:
-        return torch.ones_like(truth, dtype=torch.bool)
-    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-        raise ValueError("mask must be a boolean tensor, e.g. truth != 0 for the foreground")
-    if tuple(mask.shape) not in (tuple(truth.shape), tuple(truth.shape[1:])):
-        raise ValueError(f"mask must have shape (B, *x_shape) = {tuple(truth.shape)} or (*x_shape) = "
-                         f"{tuple(truth.shape[1:])}, got {tuple(mask.shape)}")
-    full = mask.to(truth.device).expand(truth.shape)
-    if not bool(full.any()):
-        raise ValueError("mask selects no pixel; pass a mask with at least one True entry")
-    return full
-
-
 def exact_mse_ratio(s: int) -> float:
     r"""The ratio :math:`2/(1 + 1/S) = 2S/(S + 1)` that :func:`mse_ratio` has in expectation for an exact sampler."""
     check_positive_int("S", s)
@@ -341,9 +326,9 @@ def mse_ratio(samples: Tensor, truth: Tensor) -> MSERatio:
 def interval_coverage(samples: Tensor, truth: Tensor, *, k: float = 1.0, mask: Tensor | None = None) -> float:
     r"""Fraction of (masked) pixels whose truth lies within mean ± k·std of the samples [method §6].
 
-    Mean and std (divisor S − 1) per pixel from :func:`cmmd.metrics.posterior_stats`; inside means
-    :math:`|x - \bar x| \le k\,s`. Without a mask it equals :func:`cmmd.metrics.coverage_of_intervals`; a
-    mask leaves out pixels that say nothing, e.g. a background whose truth is exactly 0.
+    :func:`cmmd.metrics.coverage_of_intervals` at one k: mean and std (divisor S − 1) per pixel; inside means
+    :math:`|x - \bar x| \le k\,s`. A mask leaves out pixels that say nothing, e.g. a background whose truth is
+    exactly 0.
 
     For an exact Gaussian posterior, :math:`(x - \bar x)/(s\sqrt{1 + 1/S})` is Student-t with S − 1
     degrees of freedom, so the expected coverage is :math:`P(|t_{S-1}| \le k/\sqrt{1 + 1/S})`: 0.6827 and
@@ -360,10 +345,7 @@ def interval_coverage(samples: Tensor, truth: Tensor, *, k: float = 1.0, mask: T
     """
     _check_samples_truth(samples, truth, 2)
     check_number("k", k, low=0.0, low_open=True)
-    full = _mask_for(mask, truth)
-    mean, std = posterior_stats(samples)
-    inside = (truth.to(mean.dtype) - mean).abs() <= float(k) * std
-    return float(inside[full].double().mean())
+    return coverage_of_intervals(samples, truth, (k,), mask=mask)[k]
 
 
 def rank_histogram(samples: Tensor, truth: Tensor, *, generator: torch.Generator, mask: Tensor | None = None,
@@ -388,7 +370,7 @@ def rank_histogram(samples: Tensor, truth: Tensor, *, generator: torch.Generator
     """
     _check_samples_truth(samples, truth, 1)
     _check_generator(generator)
-    full = _mask_for(mask, truth)
+    full = pixel_mask(mask, truth)
     s = samples.shape[1]
     bins = s + 1 if bins is None else bins
     check_positive_int("bins", bins)
