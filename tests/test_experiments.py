@@ -247,11 +247,78 @@ def test_observe_is_the_operator_plus_the_tasks_noise():
     assert cfg.observe(big, generator=torch.Generator()).shape == (1, 1, 16, 16)  # A built for the image's size
     ct = get_config("ct-lowdose", "smoke")
     x = torch.rand(3, 1, 32, 32, generator=torch.Generator().manual_seed(0))
-    sinogram = low_dose(ct.operator()(x), mu_scale=lodopab_mu_scale(32), generator=torch.Generator().manual_seed(4))
+    sinogram = low_dose(ct.operator()(x), mu_scale=lodopab_mu_scale(32, ct.task.attenuation),
+                        generator=torch.Generator().manual_seed(4))
     pairs = ct.training_pairs(x, generator=torch.Generator().manual_seed(4))
     assert torch.equal(pairs[0], x) and torch.equal(pairs[1], ct.operator().fbp(sinogram))
     with pytest.raises(TypeError, match="labels"):
         get_config("mnist-classcond", "cpu").observe(x)
+
+
+def _water_disc(size: int, value: float) -> torch.Tensor:
+    """(1, 1, size, size): ``value`` on the pixels whose centre lies in the inscribed disc (the field of view)."""
+    t = (2 * torch.arange(size, dtype=torch.float32) + 1) / size - 1
+    return (value * ((t[None, :] ** 2 + t[:, None] ** 2) <= 1).float())[None, None]
+
+
+@pytest.mark.parametrize("profile, value", [("cpu", 0.5), ("paper", 20.0 / 81.35858)])
+def test_ct_attenuation_gives_water_lodopabs_mu(profile, value):
+    """Water (0.5 of the book's −1000…1000 HU window; μ_water/μ_max in LoDoPaB's own units) attenuates with
+    LoDoPaB's μ_water − μ_air = 19.98 m⁻¹: the central ray through a water disc filling the 26 cm field of view
+    has optical depth 19.98 · 0.26 = 5.19, up to the rasterisation of the disc (its chord is the diameter within
+    about one pixel, a relative error of 2/size)."""
+    from cmmd.data.ct import CT_WINDOW_HU
+    from cmmd.operators.noise import LODOPAB_FIELD_OF_VIEW, LODOPAB_MU_AIR, LODOPAB_MU_MAX, LODOPAB_MU_WATER, WINDOW_HU
+
+    assert WINDOW_HU == CT_WINDOW_HU  # the window of the images is the one the attenuation assumes
+    cfg = get_config("ct-lowdose", profile)
+    size = cfg.x_shape[1] if profile == "cpu" else 64  # the paper's task on a smaller grid: μ scales with the pixel
+    task = cfg.task
+    x = _water_disc(size, value)
+    depth = task.mu_scale((1, size, size)) * float(task.operator((1, size, size))(x).max())
+    expected = (LODOPAB_MU_WATER - (LODOPAB_MU_AIR if profile == "cpu" else 0.0)) * LODOPAB_FIELD_OF_VIEW
+    assert abs(depth - expected) <= expected * 2 / size
+    # the earlier scaling (value 1 = μ_max for the windowed images) gave the water disc twice this depth
+    if profile == "cpu":
+        doubled = dataclasses.replace(task, attenuation=1.0)
+        assert doubled.mu_scale((1, size, size)) / task.mu_scale((1, size, size)) == pytest.approx(
+            LODOPAB_MU_MAX / (2 * (LODOPAB_MU_WATER - LODOPAB_MU_AIR)))
+    with pytest.raises(ValueError, match="attenuation"):
+        dataclasses.replace(task, attenuation=0.0)
+
+
+def test_ct_photon_counts_of_training_phantoms_follow_the_poisson_model():
+    """The counts behind the observations are the Poisson draws of rates 4096·e^{−μ A x}; on training phantoms
+    (values <= 1 in the disc) every optical depth is at most μ(1)·26 cm = 2·19.98·0.26 = 10.39 (+ 2/size for
+    the rasterisation), and the share of bins under 5 photons equals its Poisson expectation
+    mean_b P(Poisson(λ_b) < 5) within 5 binomial standard errors. With the doubled attenuation of the
+    earlier version the same phantoms exceed that depth bound and starve many more bins."""
+    from cmmd.data import random_ellipse_phantoms
+    from cmmd.operators.noise import LODOPAB_FIELD_OF_VIEW, LODOPAB_MU_AIR, LODOPAB_MU_WATER, LODOPAB_PHOTONS
+
+    cfg = get_config("ct-lowdose", "cpu")
+    size, task = cfg.x_shape[1], cfg.task
+    x = random_ellipse_phantoms(64, size, generator=torch.Generator().manual_seed(0))
+    clean = cfg.operator()(x)
+    observed = cfg.observe(x, generator=torch.Generator().manual_seed(1))
+    counts = task.photon_counts(observed, cfg.x_shape)
+    rates = LODOPAB_PHOTONS * torch.exp(-task.mu_scale(cfg.x_shape) * clean)
+    assert torch.equal(counts, torch.poisson(rates, generator=torch.Generator().manual_seed(1)))
+    bound = 2 * (LODOPAB_MU_WATER - LODOPAB_MU_AIR) * LODOPAB_FIELD_OF_VIEW * (1 + 2 / size)
+    assert float((task.mu_scale(cfg.x_shape) * clean).max()) <= bound
+    lam = rates.double().flatten()
+    below = torch.exp(-lam) * sum(lam**k / math.factorial(k) for k in range(5))  # P(N < 5) per bin
+    expected, n = float(below.mean()), lam.numel()
+    standard_error = math.sqrt(float((below * (1 - below)).sum())) / n
+    measured = float((counts < 5).double().mean())
+    assert abs(measured - expected) <= 5 * standard_error + 1 / n
+    doubled = dataclasses.replace(task, attenuation=1.0)
+    assert float((doubled.mu_scale(cfg.x_shape) * clean).max()) > bound
+    starved = float((doubled.photon_counts(doubled.observe(x, cfg.x_shape, generator=torch.Generator().manual_seed(1)),
+                                           cfg.x_shape) < 5).double().mean())
+    assert starved > measured + 5 * standard_error
+    with pytest.raises(ValueError, match="low-dose"):
+        dataclasses.replace(task, low_dose=False).photon_counts(observed, cfg.x_shape)
 
 
 def test_schedules_follow_the_authors_rule():

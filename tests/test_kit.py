@@ -203,3 +203,22 @@ def test_a_chapter_imports_none_of_the_runner_tools():
             "print(sorted(m for m in ('jupytext', 'papermill', 'nbformat') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_fit_regressor_trains_the_flows_budget_and_reads_its_weights_back(capsys, tmp_path):
+    """Default steps = L x train_steps of the flow; a second run reads the saved weights (same predictions) and
+    a different training set is not read back but trained afresh."""
+    from cmmd.experiments import get_config
+    from cmmd.regression import adam_budget
+
+    chapter = Chapter.start("smoke", "cpu", 0, checkpoint_dir=str(tmp_path))
+    exp = get_config("mnist-inpainting", "smoke").with_changes(train_steps=3)
+    x = torch.rand(12, *exp.x_shape, generator=torch.Generator().manual_seed(1))
+    y = exp.operator()(x)
+    first, _ = chapter.fit_regressor(exp, x, y, name="r", init_stream=1, stream=2)
+    assert first.steps == adam_budget(exp.flow_config()) == exp.n_networks * 3
+    assert (tmp_path / "r" / "regressor.pt").is_file()
+    again, _ = chapter.fit_regressor(exp, x, y, name="r", init_stream=5, stream=6)  # read back: streams unused
+    assert torch.equal(again.predict(y), first.predict(y))
+    other, _ = chapter.fit_regressor(exp, x.flip(0), y.flip(0), name="r", init_stream=5, stream=6)
+    assert not torch.equal(other.predict(y), first.predict(y))

@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     # 3: networks
     "cmmd.nets": 3,
     "cmmd.convolutional": 3,
+    "cmmd.judge": 3,  # the classifier that judges generated images (accuracy, FID features)
     # 4: learned flows
     "cmmd.model": 4,
     "cmmd.pyramid": 4,

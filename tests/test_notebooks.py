@@ -157,13 +157,14 @@ def test_cifar10_path_trains_the_pyramid_on_a_stand_in_data_set(name, tmp_path):
     assert data["metrics"]["cifar10"] == "run"
 
 
-def write_stand_in_lodopab(root: Path, n_train: int, n_test: int = 4) -> None:
+def write_stand_in_lodopab(root: Path, n_train: int, n_test: int = 8, n_validation: int = 4) -> None:
     """Ellipse phantoms of 362×362 in LoDoPaB-CT's HDF5 layout (dataset "data" of float32 images in [0, 1])
-    under ``root/lodopab``: enough to run chapter 7's LoDoPaB path where the real data are absent."""
+    under ``root/lodopab``: enough to run chapter 7's LoDoPaB path where the real data are absent (training,
+    test and validation splits, the smoke profile's sizes)."""
     h5py = pytest.importorskip("h5py")
     directory = root / "lodopab"
     directory.mkdir(parents=True)
-    for split, n, seed in (("train", n_train, 0), ("test", n_test, 1)):
+    for split, n, seed in (("train", n_train, 0), ("test", n_test, 1), ("validation", n_validation, 2)):
         images = random_ellipse_phantoms(n, 362, generator=torch.Generator().manual_seed(seed))[:, 0]
         with h5py.File(directory / f"ground_truth_{split}_000.hdf5", "w") as file:
             file.create_dataset("data", data=images.numpy())
@@ -178,7 +179,8 @@ def test_lodopab_path_of_the_ct_chapter_on_a_stand_in_data_set(tmp_path):
     path, results, _, _ = smoke_copy("07_computed_tomography", tmp_path, extra={"dataset": "lodopab"})
     data = run_nbval("07_computed_tomography", path, results, tmp_path, env={"CMMD_DATA_DIR": str(tmp_path / "data")})
     assert data["metrics"]["data"].startswith("training: the first LoDoPaB-CT training images")
-    assert data["metrics"]["ct-lowdose"]["eval_images"] == [f"LoDoPaB test {j}" for j in range(4)]
+    assert data["metrics"]["ct-lowdose"]["validation"]["images"] == [f"LoDoPaB validation {j}" for j in range(4)]
+    assert data["metrics"]["ct-lowdose"]["n_test"] == 8 and data["metrics"]["ct-lowdose"]["attenuation"] == 1.0
 
 
 def write_stand_in_celeba(root: Path, n_train: int, n_test: int, seed: int = 0) -> None:

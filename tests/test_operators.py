@@ -337,7 +337,8 @@ def test_ramp_filter_passes_frequency_scaling_on():
 
 
 def _noisy_phantoms(op: ParallelBeamRadon, n: int, seed: int, photons: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random ellipse phantoms and their low-dose sinograms, as chapter 7 observes them."""
+    """Random ellipse phantoms and their low-dose sinograms, with LoDoPaB's μ_max for the value 1 (twice the
+    attenuation that chapter 7 gives its windowed phantoms: a noisier test of the FBP's filters)."""
     from cmmd.data import random_ellipse_phantoms
 
     g = _gen(seed)
@@ -422,6 +423,8 @@ def test_low_dose_mean_converges():
 def test_noise_is_deterministic_with_generator():
     sino = torch.rand(2, 1, 10, 16, generator=_gen(11), dtype=torch.float64) * 20
     mu = lodopab_mu_scale(16)
+    # μ_max · 0.26 m / 16 pixels per unit of the pixel-unit sinogram, scaled by the attenuation of the value 1
+    assert mu == pytest.approx(81.35858 * 0.26 / 16) and lodopab_mu_scale(16, 0.25) == pytest.approx(mu / 4)
     a = low_dose(sino, mu_scale=mu, generator=_gen(12))
     assert torch.equal(a, low_dose(sino, mu_scale=mu, generator=_gen(12)))
     assert not torch.equal(a, low_dose(sino, mu_scale=mu, generator=_gen(13)))
@@ -454,6 +457,7 @@ BAD_INPUT = [
     (lambda: ClassCondition().encode(torch.tensor([1.0])), "labels"),
     (lambda: as_channels(torch.zeros(2, 10), 0, 4), "height"),
     (lambda: low_dose(torch.zeros(3), mu_scale=0.0), "mu_scale"),
+    (lambda: lodopab_mu_scale(16, 0.0), "attenuation"),
     (lambda: add_gaussian_noise(torch.zeros(3), -0.1), "sigma"),
     (lambda: limited_angle(32, 100, 1.5), "fraction"),
 ]

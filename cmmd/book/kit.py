@@ -32,12 +32,14 @@ import torch
 
 from cmmd.book.pages import compared_text, evaluation_text, format_number, metric_text, ours_text
 from cmmd.book.results import interval_bounds, validate_ledger, write_results
+from cmmd.checkpoint import FORMAT_VERSION, atomic_save, data_fingerprint, read_state
 from cmmd.experiments import estimate_gpu_memory_gb, get_config, memory_table, summary
 from cmmd.experiments.tables import settings_block
 from cmmd.flowspec import Schedule
 from cmmd.model import CHECKPOINT_NAME, ConditionalMMDFlow, FitHistory
 from cmmd.projections import downsample_images
 from cmmd.pyramid import PyramidFlow
+from cmmd.regression import MMSERegressor, adam_budget, fit_mmse_regressor
 from cmmd.runtime import banner, check_profile, footer, format_duration, missing_data_notice, resolve_device
 
 Flow = ConditionalMMDFlow | PyramidFlow  # both are cmmd.samplers.ConditionalSampler
@@ -47,6 +49,8 @@ PROBE_STEPS = 8
 MAX_FIGURE_WIDTH = 8.7
 #: Resolution of the chapters' figures: 90 dpi keeps the committed notebooks small.
 FIGURE_DPI = 90
+#: File of a trained MMSE regressor in a fit's checkpoint folder (:meth:`Chapter.fit_regressor`).
+REGRESSOR_NAME = "regressor.pt"
 
 
 # --------------------------------------------------------------------------- one run of a chapter
@@ -139,6 +143,42 @@ class Chapter:
                                                             **flow_changes)
             display(Markdown(fit_summary((titles or {}).get(key, key), models[key], seconds[key])))
         return models, seconds
+
+    def fit_regressor(self, experiment: Any, x: torch.Tensor, y: torch.Tensor, *, name: str, init_stream: int,
+                      stream: int, steps: int | None = None, lr_schedule: str = "cosine") -> tuple[MMSERegressor, float]:
+        """Train the MMSE regressor of an experiment (:func:`cmmd.regression.fit_mmse_regressor`); (regressor, s).
+
+        The fair baseline of a posterior mean [method §6]: a fresh network of the experiment's architecture
+        (initialised from :meth:`stream_seed` of ``init_stream``), trained with the squared error on the flow's
+        own pairs (x, y), at the flow's batch size and learning rate, for ``steps`` Adam steps (default: the
+        flow's whole budget, :func:`cmmd.regression.adam_budget`), drawing from :meth:`generator` of ``stream``.
+        With a checkpoint folder the trained weights are saved to ``checkpoint_dir/<name>/regressor.pt`` and
+        read back on the next run (safely: tensors only, checksummed) if they belong to the same pairs.
+        """
+        config = experiment.flow_config()
+        steps = adam_budget([experiment.flow_config(level) for level in range(len(experiment.levels))]) \
+            if steps is None else steps
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.stream_seed(init_stream))
+            net = experiment.network()
+        folder = checkpoint_folder(self.checkpoint_dir, name)
+        path = None if folder is None else folder / REGRESSOR_NAME
+        fingerprint = data_fingerprint(x.flatten(1), y.flatten(1))
+        begin = time.perf_counter()
+        if path is not None and path.is_file():
+            state = read_state(path, map_location=x.device, what="a trained MMSE regressor")
+            if state.get("data") == fingerprint and state.get("steps") == steps:
+                net.load_state_dict(state["weights"])
+                net.to(device=x.device, dtype=x.dtype).eval()
+                return MMSERegressor(net, tuple(x.shape[1:]), tuple(y.shape[1:]), "zeros", steps,
+                                     float(state["train_loss"])), time.perf_counter() - begin
+        regressor = fit_mmse_regressor(net, x, y, steps=steps, batch_size=config.batch_size, lr=config.lr,
+                                       generator=self.generator(stream), lr_schedule=lr_schedule,
+                                       grad_clip=config.grad_clip)
+        if path is not None:
+            atomic_save(dict(format=FORMAT_VERSION, kind="mmse-regressor", data=fingerprint, steps=steps,
+                             train_loss=regressor.train_loss, weights=regressor.net.state_dict()), path)
+        return regressor, time.perf_counter() - begin
 
     def show_settings(self, experiments: Sequence[str], *, memory_of: Sequence[str] = ()) -> tuple[dict, dict]:
         """Show the settings of ``experiments`` in this profile beside the paper's, and the paper's GPU memory.

@@ -11,6 +11,7 @@ from cmmd.experiments.common import CPU_UNNORMALISED_NET, SMOKE_UNNORMALISED_NET
 from cmmd.experiments.spec import Changes, Experiment, ExperimentConfig, Level, NetSpec
 from cmmd.experiments.tasks import ComputedTomography
 from cmmd.flowspec import Patches
+from cmmd.operators.noise import WINDOW_ATTENUATION
 
 
 def ct_patches(n_projections: int) -> Patches:
@@ -30,6 +31,7 @@ def _ct(name: str, angle_fraction: float) -> ExperimentConfig:
             angle_fraction=angle_fraction,  # [method §5]: limited angle keeps 800 of 1,000
             n_detectors=513,  # LoDoPaB's detector (dival)
             low_dose=True,  # [code] both settings observe LoDoPaB's low-dose sinograms
+            attenuation=1.0,  # LoDoPaB's images store μ / μ_max (Leuschner et al. 2021)
         ),
         x_shape=(1, 362, 362),  # [method §5]: LoDoPaB 362×362
         y_shape=(1, 362, 362),  # [method §5]: y = FBP image
@@ -70,10 +72,15 @@ def _cpu_changes(fraction: float) -> Changes:
            "covers 1/256 of the image, too little to remove the pixel noise of the initial particles in the ~1,300 "
            "flow steps a CPU affords, so the 4×4 and 8×8 scales are drawn 12 and 4 times per step (each its own "
            "random window, weight 0.1: larger weights diverged). Step size τ = 0.5: with the paper's τ = 1 the "
-           "sliced noise kept the joint MMD² near 0.35 after every flow and the later networks got worse.")
+           "sliced noise kept the joint MMD² near 0.35 after every flow and the later networks got worse. The "
+           "phantoms are windowed from −1000 HU (0) to 1000 HU (1), so the value 1 attenuates 2 μ_water ≈ 0.49 μ_max "
+           "(water at LoDoPaB's 0.246 μ_max): with μ_max for the value 1, water would attenuate twice as much as in "
+           "LoDoPaB. τ and the windows were chosen on the validation images of chapter 7, before the attenuation "
+           "was corrected.")
     patches = Patches(patch_size=4, windows=(4,) * 12 + (8,) * 4 + (16, 32, 64), weights=(0.1,) * 16 + (0.2, 0.5, 1.0),
                       n_projections=100, y_mode="window")
-    task = ComputedTomography(n_angles=100, angle_fraction=fraction, n_detectors=64, low_dose=True)
+    task = ComputedTomography(n_angles=100, angle_fraction=fraction, n_detectors=64, low_dose=True,
+                              attenuation=WINDOW_ATTENUATION)
     return Changes(why, dict(
         task=task, x_shape=(1, 64, 64), y_shape=(1, 64, 64), n_train=300, n_networks=10, max_steps=256,
         train_steps=200, batch_size=8, lr=1e-3, net=CPU_UNNORMALISED_NET, sample_batch=50,
@@ -82,7 +89,9 @@ def _cpu_changes(fraction: float) -> Changes:
 
 def _smoke_changes(fraction: float) -> Changes:
     patches = Patches(patch_size=4, windows=(4, 32), weights=(0.1, 1.0), n_projections=8, y_mode="window")
-    return smoke(task=ComputedTomography(n_angles=24, angle_fraction=fraction, n_detectors=32, low_dose=True),
+    task = ComputedTomography(n_angles=24, angle_fraction=fraction, n_detectors=32, low_dose=True,
+                              attenuation=WINDOW_ATTENUATION)
+    return smoke(task=task,
                  x_shape=(1, 32, 32), y_shape=(1, 32, 32), n_networks=2, net=SMOKE_UNNORMALISED_NET,
                  level=dict(size=32, first_exponent=1, projection=patches))
 

@@ -52,13 +52,14 @@ def materials_superres() -> ExperimentConfig:
 
 
 _CPU_WHY = (
-    "32×32 tiles (→ 8×8 observations; the flow and the UNet are convolutional, the test image is the same), observed "
+    "32×32 tiles (→ 8×8 observations; the flow and the UNet are convolutional, the 600×600 images are the same), observed "
     "as parts of their slice (\"cropped\"): with periodic tiles a quarter or more of the observed pixels mix in the "
-    "opposite tile edge (errors of 3σ there), which the 600×600 test image never shows. The exact gradient instead "
+    "opposite tile edge (errors of 3σ there), which a whole 600×600 slice never shows. The exact gradient instead "
     "of P projections: no projection noise, so the paper's momentum 0.7 converges (with P = 500 it diverged). "
     "N = 1,500 tiles, 10 networks of up to 256 flow steps, 150 Adam steps each (450 fit the training particles "
-    "better and the test image far worse; 75 gave almost identical samples), a small UNet; chapter 6 tabulates "
-    "the trials."
+    "better and the validation image far worse; 75 gave almost identical samples), a small UNet; chapter 6 "
+    "tabulates the trials, all scored on the validation image test/hr_img.png, and reports on two held-out "
+    "training slices on which no trial was scored."
 )
 
 EXPERIMENTS = {

@@ -28,8 +28,8 @@ from cmmd.experiments.encoders import ClassChannels, ImageCondition, ObservedIma
 from cmmd.operators import (BicubicDownsample, BlurDownsample, ClassCondition, ParallelBeamRadon, add_gaussian_noise,
                             limited_angle, lodopab_mu_scale, low_dose, measured_angle_numbers)
 from cmmd.operators import Inpainting as InpaintingOperator
-from cmmd.operators.base import LinearOperator
-from cmmd.operators.noise import LODOPAB_PHOTONS
+from cmmd.operators.base import LinearOperator, check_positive_float
+from cmmd.operators.noise import LODOPAB_MU_MAX, LODOPAB_PHOTONS
 
 
 def _side(shape: tuple[int, ...]) -> str:
@@ -192,14 +192,28 @@ class SuperResolution(Task):
 
 @dataclass(frozen=True)
 class ComputedTomography(Task):
-    """Parallel-beam CT [method §5]: ``n_angles`` equispaced angles in [0, π) of which the middle
+    r"""Parallel-beam CT [method §5]: ``n_angles`` equispaced angles in [0, π) of which the middle
     ``angle_fraction`` are measured, ``n_detectors`` bins, LoDoPaB's low-dose Poisson noise when ``low_dose``;
-    the flow is conditioned on the ramp-filtered back-projection (FBP) of the sinogram."""
+    the flow is conditioned on the ramp-filtered back-projection (FBP) of the sinogram.
+
+    ``attenuation`` is the μ of the image value 1 as a fraction of LoDoPaB's μ_max (81.36 m⁻¹): the photon counts
+    are :math:`N \sim \mathrm{Poisson}(4096\, e^{-a \mu_\text{max} (0.26\,\text{m}/s) (A x)})` for images of side
+    s (:func:`cmmd.operators.lodopab_mu_scale`). 1 for LoDoPaB's images, which store μ / μ_max (water ≈ 0.246);
+    :data:`cmmd.operators.noise.WINDOW_ATTENUATION` ≈ 0.491 for the book's images windowed from −1000 HU (0) to
+    1000 HU (1), whose water (0.5) then gets the same μ as in LoDoPaB (water ≈ 0.246 μ_max, not 0.5 μ_max)."""
 
     n_angles: int
     angle_fraction: float
     n_detectors: int
     low_dose: bool
+    attenuation: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_positive_float("ComputedTomography.attenuation", self.attenuation)
+
+    def mu_scale(self, x_shape: tuple[int, int, int]) -> float:
+        """Optical depth per unit of the pixel-unit sinogram of images of shape ``x_shape`` (the noise's μ)."""
+        return lodopab_mu_scale(x_shape[1], self.attenuation)
 
     def operator(self, x_shape: tuple[int, int, int]) -> ParallelBeamRadon:
         """The Radon transform on the measured angles (:func:`cmmd.operators.limited_angle`)."""
@@ -213,8 +227,18 @@ class ComputedTomography(Task):
         """The observed sinogram of images x (B, 1, s, s): low-dose Poisson counts, or noise-free."""
         sinogram = self.operator(x_shape)(x)
         if self.low_dose:
-            return low_dose(sinogram, mu_scale=lodopab_mu_scale(x_shape[1]), generator=generator)
+            return low_dose(sinogram, mu_scale=self.mu_scale(x_shape), generator=generator)
         return sinogram
+
+    def photon_counts(self, y: torch.Tensor, x_shape: tuple[int, int, int]) -> torch.Tensor:
+        r"""The detected photon counts behind observed low-dose sinograms y (B, 1, angles, bins), same shape.
+
+        Inverts :func:`cmmd.operators.low_dose`: :math:`N = \operatorname{round}(I_0 e^{-\mu y})` with
+        :math:`I_0` = 4096 and μ = :meth:`mu_scale`; a count of 0 (observed as n_min = 0.1) reads back as 0.
+        """
+        if not self.low_dose:
+            raise ValueError("photon_counts needs a low-dose task: a noise-free sinogram has no photon counts")
+        return (LODOPAB_PHOTONS * torch.exp(-self.mu_scale(x_shape) * y)).round()
 
     def condition(self, y: torch.Tensor, x_shape: tuple[int, int, int]) -> torch.Tensor:
         """The FBP image (ramp filter) of sinograms y: the condition of the flow."""
@@ -232,4 +256,6 @@ class ComputedTomography(Task):
         if len(numbers) < self.n_angles:
             angles += f" (nos. {numbers[0]}–{numbers[-1]})"
         return {"image": _side(x_shape), "angles measured": angles, "detector bins": self.n_detectors,
-                "noise": f"Poisson, {LODOPAB_PHOTONS:,.0f} photons" if self.low_dose else "none"}
+                "noise": f"Poisson, {LODOPAB_PHOTONS:,.0f} photons" if self.low_dose else "none",
+                "attenuation of image value 1": f"{self.attenuation:.3g} μ_max = "
+                                                f"{self.attenuation * LODOPAB_MU_MAX:.1f} m⁻¹"}

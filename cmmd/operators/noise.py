@@ -17,6 +17,17 @@ from cmmd.operators.base import check_positive_float
 LODOPAB_MU_MAX = 81.35858
 LODOPAB_FIELD_OF_VIEW = 0.26
 LODOPAB_PHOTONS = 4096.0
+#: LoDoPaB's attenuation of water and of air in 1/m: μ(HU) = μ_water + HU (μ_water − μ_air) / 1000, so that
+#: μ_max is the μ of 3071 HU; water is μ_water / μ_max ≈ 0.246 of LoDoPaB's [0, 1] range.
+LODOPAB_MU_WATER = 20.0
+LODOPAB_MU_AIR = 0.02
+#: CT window of the book's images: −1000 HU ↦ 0 (air) and 1000 HU ↦ 1 (:data:`cmmd.data.ct.CT_WINDOW_HU`).
+WINDOW_HU = (-1000.0, 1000.0)
+#: Attenuation of the value 1 of a window-scaled image, as a fraction of μ_max. Value v stands for
+#: HU = −1000 + 2000 v, i.e. μ = μ_air + 2 v (μ_water − μ_air); the offset μ_air (an optical depth of
+#: 0.005 over the 26 cm field) is left out, so μ(v) = v · :data:`WINDOW_ATTENUATION` · μ_max, which puts
+#: water (v = 0.5) at μ_water − μ_air ≈ 0.246 μ_max, as in LoDoPaB.
+WINDOW_ATTENUATION = (WINDOW_HU[1] - WINDOW_HU[0]) / 1000.0 * (LODOPAB_MU_WATER - LODOPAB_MU_AIR) / LODOPAB_MU_MAX
 
 
 def add_gaussian_noise(y: torch.Tensor, sigma: float, *,
@@ -29,13 +40,22 @@ def add_gaussian_noise(y: torch.Tensor, sigma: float, *,
     return y + sigma * noise
 
 
-def lodopab_mu_scale(image_size: int) -> float:
-    """Optical depth per unit of a pixel-unit sinogram of a [0, 1]-normalised LoDoPaB-like image.
+def lodopab_mu_scale(image_size: int, attenuation: float = 1.0) -> float:
+    r"""Optical depth per unit of a pixel-unit sinogram of a [0, 1] image on LoDoPaB's 26 cm field of view.
 
     A sinogram from :class:`~cmmd.operators.radon.ParallelBeamRadon` sums pixel values with unit
-    step, so the physical line integral is ``μ_max · (0.26 m / image_size) · sino``.
+    step, so the physical line integral is
+
+    .. math::
+
+        \int \mu\, d\ell = a\, \mu_\text{max} \cdot \frac{0.26\ \text{m}}{\text{image\_size}} \cdot s,
+
+    with ``a = attenuation`` the μ of the image value 1 as a fraction of μ_max: 1 for LoDoPaB's own images
+    (stored as μ / μ_max), :data:`WINDOW_ATTENUATION` (≈ 0.49) for images windowed from −1000 HU (0) to
+    1000 HU (1), so that their water (0.5) gets LoDoPaB's μ_water.
     """
-    return LODOPAB_MU_MAX * LODOPAB_FIELD_OF_VIEW / image_size
+    check_positive_float("attenuation", attenuation)
+    return attenuation * LODOPAB_MU_MAX * LODOPAB_FIELD_OF_VIEW / image_size
 
 
 def low_dose(sinogram: torch.Tensor, *, mu_scale: float, photons_per_pixel: float = LODOPAB_PHOTONS,

@@ -1,0 +1,98 @@
+"""The validation trials that chose a reduced profile's settings, as a table on the chapter's page.
+
+``scripts/validation_trials.py`` fits each candidate setting on part of the training set and scores it on held-out
+training images (never on the book's test images), writing ``book/generated/trials/<experiment>.json``:
+``{"experiment", "n_fit", "n_val", "trials": [{"candidate", "why", "settings", "cpu_seconds", "history", <metrics>}]}``.
+:func:`trials_markdown` renders such a file; :func:`show_trials` displays it in a chapter.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+#: Where the trial records live in a checkout of the repository.
+TRIALS_DIR = Path(__file__).resolve().parents[2] / "book" / "generated" / "trials"
+#: Metric key → (column title, format); metrics not listed are shown with their key and 3 significant digits.
+COLUMNS = {
+    "fid": ("FID (judge features)", "{:.1f}"),
+    "fid_real_vs_real": ("FID real vs real", "{:.1f}"),
+    "accuracy": ("judge accuracy", "{:.1%}"),
+    "background_rms": ("background RMS", "{:.3f}"),
+    "spread": ("within-class spread / real", "{:.2f}"),
+    "psnr_mean": ("PSNR of the mean (dB)", "{:.2f}"),
+    "mse_ratio": ("MSE ratio sample/mean", "{:.2f}"),
+    "mse_ratio_exact": ("exact sampler's ratio", "{:.2f}"),
+}
+_NOT_METRICS = {"candidate", "why", "settings", "cpu_seconds", "history"}
+
+
+#: The sample/mean MSE ratio under which an inpainting candidate counts as collapsed (exact sampler, S = 16: 1.88).
+MIN_MSE_RATIO = 1.5
+
+
+def choose(record: dict) -> str:
+    """The candidate that the rule fixed before the trials picks (the module docstring of the trial script):
+
+    * class-conditional records (with ``fid``): the lowest Fréchet distance in the judge's features;
+    * inpainting records (with ``psnr_mean``): the highest posterior-mean PSNR among candidates whose MSE ratio is
+      at least :data:`MIN_MSE_RATIO`; when none is, the one with the highest ratio (the least collapsed).
+    """
+    trials = record["trials"]
+    if not trials:
+        raise ValueError(f"{record.get('experiment')}: the record holds no trial to choose from")
+    if all("fid" in t for t in trials):
+        return min(trials, key=lambda t: t["fid"])["candidate"]
+    if all("psnr_mean" in t and "mse_ratio" in t for t in trials):
+        eligible = [t for t in trials if t["mse_ratio"] >= MIN_MSE_RATIO]
+        if eligible:
+            return max(eligible, key=lambda t: t["psnr_mean"])["candidate"]
+        return max(trials, key=lambda t: t["mse_ratio"])["candidate"]
+    raise ValueError(f"{record.get('experiment')}: every trial needs 'fid', or 'psnr_mean' and 'mse_ratio'")
+
+
+def load_trials(experiment: str, folder: Path = TRIALS_DIR) -> dict | None:
+    """The trial record of ``experiment``, or None when the file is not there (e.g. an installed package)."""
+    path = folder / f"{experiment}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _cell(key: str, value: object) -> str:
+    if not isinstance(value, (int, float)):
+        return str(value)
+    fmt = COLUMNS.get(key, (key, "{:.3g}"))[1]
+    return fmt.format(value)
+
+
+def trials_markdown(record: dict, chosen: str) -> str:
+    """A Markdown table of the trials of one experiment, the chosen candidate marked.
+
+    Columns: candidate (bold when chosen), what it is, CPU seconds of the fit, the joint MMD² after the last
+    network, then each metric in the order of :data:`COLUMNS`.
+    """
+    trials = record["trials"]
+    metrics = [k for k in COLUMNS if any(k in t for t in trials)]
+    metrics += sorted({k for t in trials for k in t} - _NOT_METRICS - set(metrics))
+    head = ["candidate", "setting", "fit (CPU s)", "MMD² after last network",
+            *[COLUMNS.get(k, (k,))[0] for k in metrics]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
+    for t in trials:
+        name = f"**{t['candidate']}** (chosen)" if t["candidate"] == chosen else t["candidate"]
+        last = t.get("history", {}).get("after_network", [])
+        cells = [name, t["why"], f"{t['cpu_seconds']:,}", f"{last[-1]:.2e}" if last else "—",
+                 *[_cell(k, t[k]) if k in t else "—" for k in metrics]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return (f"Fitted on the first {record['n_fit']:,} training images, scored on the next {record['n_val']:,} "
+            f"(held out from the trial fits; no test image is used).\n\n" + "\n".join(lines) + "\n")
+
+
+def show_trials(experiment: str, chosen: str) -> None:
+    """Display the trial table of ``experiment`` (or a note saying where it lives when it is not there)."""
+    from IPython.display import Markdown, display
+
+    record = load_trials(experiment)
+    if record is None:
+        display(Markdown(f"*The validation trials of `{experiment}` are recorded in the repository's "
+                         f"`book/generated/trials/{experiment}.json`, which this installation does not have.*"))
+        return
+    display(Markdown(trials_markdown(record, chosen)))

@@ -1,0 +1,110 @@
+"""Choose the reduced (`cpu`) settings of the MNIST-family experiments on validation data, never on test images.
+
+Each trial fits one candidate setting on the first 3,600 images of the `cpu` training set and scores it on the
+other 400 (training images 3,601-4,000, which the trial's flow never sees; the book's test images are not
+loaded). The chapters then fit the chosen setting on all 4,000 and report on the test split. Results go to
+``book/generated/trials/<experiment>.json``; chapters 4 and 5 show them as their trial tables.
+
+Rules, fixed before the trials ran:
+
+* class-conditional (chapter 4): the lowest Fréchet distance between 400 samples (40 per class) and the 400
+  validation images, in the features of a judge trained on the validation images;
+* inpainting (chapter 5): the highest posterior-mean PSNR on 200 validation images among candidates whose
+  sample/mean MSE ratio is at least 1.5 (an exact sampler: 2/(1 + 1/16) = 1.88 for 16 samples; below 1.5 the
+  sampler collapses towards a point estimate, which raises the PSNR of its mean and is not what is wanted).
+
+Usage: ``python scripts/validation_trials.py mnist-classcond [candidate ...]`` (all candidates by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from cmmd.data import load_fashion_mnist, load_mnist
+from cmmd.distances import frechet_distance
+from cmmd.experiments.mnist import PAPER, cpu_candidates
+from cmmd.judge import background_rms, blank_pixels, judge_features, predict, train_judge
+from cmmd.metrics import posterior_stats, psnr
+from cmmd.statistics import exact_mse_ratio, mse_ratio
+
+N_FIT, N_VAL = 3600, 400
+JUDGE_STEPS = 1500  # Adam steps of the judge trained on the validation images
+OUT = Path(__file__).resolve().parents[1] / "book" / "generated" / "trials"
+LOADERS = {"mnist": load_mnist, "fashionmnist": load_fashion_mnist}
+
+
+def candidates(experiment: str) -> dict[str, dict]:
+    """Candidate name → what it is (``why``) and its reduced settings (``changes``, a :class:`Changes`)."""
+    return {name: dict(why=why, changes=changes) for name, (why, changes) in cpu_candidates(experiment).items()}
+
+
+def run(experiment: str, name: str, spec: dict) -> dict:
+    key, task = experiment.split("-")
+    exp = PAPER[experiment]().reduced("cpu", spec["changes"])
+    data = LOADERS[key]("train", n=N_FIT + N_VAL, download=False)
+    images, labels = data.images, data.labels
+    fit_x, val_x, val_labels = images[:N_FIT], images[N_FIT:], labels[N_FIT:]
+    operator = exp.operator()
+    fit_y = operator.encode(labels[:N_FIT]) if task == "classcond" else operator(fit_x)
+    model = exp.build_flow(init_seed=20, lr_schedule="cosine")
+    g = torch.Generator().manual_seed(30)
+    begin = time.process_time()
+    model.fit(fit_x, fit_y, generator=g)
+    cpu_seconds = time.process_time() - begin
+    history = dict(after_flow=model.history.mmd2_after_flow, after_network=model.history.mmd2_after_network)
+    g = torch.Generator().manual_seed(40)
+    row = dict(candidate=name, why=spec["why"], settings=str(model.config), cpu_seconds=round(cpu_seconds),
+               history=history)
+    blank = blank_pixels(fit_x)
+    if task == "classcond":
+        y = operator.encode(torch.arange(10).repeat_interleave(N_VAL // 10))
+        samples = model.sample(y, 1, generator=g)[:, 0].clamp(0, 1)
+        judge = train_judge(val_x, val_labels, steps=JUDGE_STEPS, generator=torch.Generator().manual_seed(10))
+        fake, real = judge_features(judge, samples), judge_features(judge, val_x)
+        spread = [float(torch.trace(torch.cov(fake[y.argmax(1) == c].T)) / torch.trace(torch.cov(real[val_labels == c].T)))
+                  for c in range(10)]
+        row.update(fid=float(frechet_distance(fake, real)),
+                   fid_real_vs_real=float(frechet_distance(judge_features(judge, fit_x[:N_VAL]), real)),
+                   accuracy=float((predict(judge, samples) == y.argmax(1)).double().mean()),
+                   background_rms=float(background_rms(samples, blank).mean()),
+                   spread=sum(spread) / 10)
+    else:
+        truth = val_x[:200]
+        y = operator(truth)
+        observed = operator.as_image(torch.ones_like(y)).bool()
+        raw = model.sample(y, 16, generator=g)
+        samples = torch.where(observed[:, None], operator.as_image(y)[:, None], raw.clamp(0, 1))
+        mean, _ = posterior_stats(samples)
+        row.update(psnr_mean=float(psnr(mean, truth, data_range=1.0).mean()),
+                   mse_ratio=mse_ratio(samples, truth).ratio, mse_ratio_exact=exact_mse_ratio(16),
+                   background_rms=float(background_rms(samples[:, 0], blank).mean()))
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("experiment")
+    parser.add_argument("candidate", nargs="*")
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    specs = candidates(args.experiment)
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{args.experiment}.json"
+    rows = json.loads(path.read_text())["trials"] if path.exists() else []
+    for name in args.candidate or list(specs):
+        row = run(args.experiment, name, specs[name])
+        rows = [r for r in rows if r["candidate"] != name] + [row]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(dict(experiment=args.experiment, n_fit=N_FIT, n_val=N_VAL, trials=rows), indent=1))
+        tmp.replace(path)
+        print(json.dumps({k: v for k, v in row.items() if k != "history"}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
