@@ -394,15 +394,15 @@ def test_settings_table_prints_exactly_what_the_profile_changes():
     assert lines[0] == "**mnist-inpainting**"
     assert lines[2] == "| setting | profile `paper` | changed in profile `cpu` |"
     rows = {line.split(" | ")[0][2:]: line.split(" | ")[2].rstrip(" |") for line in lines[4:] if line.startswith("| ")}
-    assert rows["observed rows"] == "·" and rows["training pairs N"] == "4,000" and rows["projections"] == "full, P=100"
+    assert rows["observed rows"] == "·" and rows["training pairs N"] == "4,000" and rows["projections"] == "patches p=5, windows 5, 10, 15, 20, P=100 each"
     changed = {label for label, value in rows.items() if value != "·"}
     ours, theirs = summary(cpu), summary(paper)
     assert changed == {label for label in theirs if str(ours[label]) != str(theirs[label])}
-    assert lines[-1].startswith("*Why `cpu` differs:* The flow and networks")
+    assert lines[-1].startswith("*Why `cpu` differs:* The first 4,000 training images (offline) and the candidate `patches-m0`")
     assert "· : as in profile `paper`." in lines and rows["gradient clipping"] == "·"
-    mnist = settings_table([get_config("mnist-classcond", "cpu")], [get_config("mnist-classcond", "paper")])
-    assert "({ref}`method §7 <method-7>`)" in mnist and "[method §7]" not in mnist  # a link on the book page
-    assert "| gradient clipping | none | · |" in mnist
+    ct = settings_table([get_config("ct-lowdose", "cpu")], [get_config("ct-lowdose", "paper")])
+    assert "({ref}`method §7 <method-7>`)" in ct and "[method §7]" not in ct  # a link on the book page
+    assert "| gradient clipping | none | · |" in text
     paper_only = settings_table([paper], [paper]).splitlines()
     assert paper_only[2] == "| setting | profile `paper` |"
 

@@ -40,6 +40,7 @@ def test_the_trial_script_fits_and_scores_a_candidate_on_held_out_training_image
     import pytest
 
     from cmmd.data import load_mnist
+    from cmmd.experiments.mnist import cpu_changes, paper_patches
 
     try:
         load_mnist("train", n=10, download=False)
@@ -54,8 +55,7 @@ def test_the_trial_script_fits_and_scores_a_candidate_on_held_out_training_image
     monkeypatch.setattr(trials, "JUDGE_STEPS", 20)
     for experiment in ("mnist-classcond", "mnist-inpainting"):
         candidate = trials.candidates(experiment)["patches-m0-long"]
-        tiny = dict(candidate["changes"], n_networks=1, max_steps=2, train_steps=2,
-                    level=dict(candidate["changes"]["level"], first_exponent=1))  # 1 network x 2 steps
+        tiny = cpu_changes("tiny", paper_patches(experiment), 0.0, n_networks=1, flow_steps=2, train_steps=2)
         row = trials.run(experiment, "patches-m0", dict(candidate, changes=tiny))
         assert len(row["history"]["after_network"]) == 1 and "n_projections=100" in row["settings"]
         if experiment == "mnist-classcond":
