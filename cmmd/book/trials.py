@@ -11,6 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cmmd.experiments.mnist import MIN_MSE_RATIO, choose  # the rule lives beside the candidates
+
+__all__ = ["MIN_MSE_RATIO", "choose", "load_trials", "show_trials", "trials_markdown"]
+
 #: Where the trial records live in a checkout of the repository.
 TRIALS_DIR = Path(__file__).resolve().parents[2] / "book" / "generated" / "trials"
 #: Metric key → (column title, format); metrics not listed are shown with their key and 3 significant digits.
@@ -25,30 +29,6 @@ COLUMNS = {
     "mse_ratio_exact": ("exact sampler's ratio", "{:.2f}"),
 }
 _NOT_METRICS = {"candidate", "why", "settings", "cpu_seconds", "history"}
-
-
-#: The sample/mean MSE ratio under which an inpainting candidate counts as collapsed (exact sampler, S = 16: 1.88).
-MIN_MSE_RATIO = 1.5
-
-
-def choose(record: dict) -> str:
-    """The candidate that the rule fixed before the trials picks (the module docstring of the trial script):
-
-    * class-conditional records (with ``fid``): the lowest Fréchet distance in the judge's features;
-    * inpainting records (with ``psnr_mean``): the highest posterior-mean PSNR among candidates whose MSE ratio is
-      at least :data:`MIN_MSE_RATIO`; when none is, the one with the highest ratio (the least collapsed).
-    """
-    trials = record["trials"]
-    if not trials:
-        raise ValueError(f"{record.get('experiment')}: the record holds no trial to choose from")
-    if all("fid" in t for t in trials):
-        return min(trials, key=lambda t: t["fid"])["candidate"]
-    if all("psnr_mean" in t and "mse_ratio" in t for t in trials):
-        eligible = [t for t in trials if t["mse_ratio"] >= MIN_MSE_RATIO]
-        if eligible:
-            return max(eligible, key=lambda t: t["psnr_mean"])["candidate"]
-        return max(trials, key=lambda t: t["mse_ratio"])["candidate"]
-    raise ValueError(f"{record.get('experiment')}: every trial needs 'fid', or 'psnr_mean' and 'mse_ratio'")
 
 
 def load_trials(experiment: str, folder: Path = TRIALS_DIR) -> dict | None:

@@ -154,12 +154,36 @@ CPU_CHOICE = {
 }
 
 
+#: The sample/mean MSE ratio under which an inpainting candidate counts as collapsed (exact sampler, S = 16: 1.88).
+MIN_MSE_RATIO = 1.5
+
+
+def choose(record: dict) -> str:
+    """The candidate that the rule fixed before the trials picks (fixed before the trials ran; :func:`_chosen` states it in the profile's reason):
+
+    * class-conditional records (with ``fid``): the lowest Fréchet distance in the judge's features;
+    * inpainting records (with ``psnr_mean``): the highest posterior-mean PSNR among candidates whose MSE ratio is
+      at least :data:`MIN_MSE_RATIO`; when none is, the one with the highest ratio (the least collapsed).
+    """
+    trials = record["trials"]
+    if not trials:
+        raise ValueError(f"{record.get('experiment')}: the record holds no trial to choose from")
+    if all("fid" in t for t in trials):
+        return min(trials, key=lambda t: t["fid"])["candidate"]
+    if all("psnr_mean" in t and "mse_ratio" in t for t in trials):
+        eligible = [t for t in trials if t["mse_ratio"] >= MIN_MSE_RATIO]
+        if eligible:
+            return max(eligible, key=lambda t: t["psnr_mean"])["candidate"]
+        return max(trials, key=lambda t: t["mse_ratio"])["candidate"]
+    raise ValueError(f"{record.get('experiment')}: every trial needs 'fid', or 'psnr_mean' and 'mse_ratio'")
+
+
 def _chosen(experiment: str) -> Changes:
     """The `cpu` changes of an experiment: its chosen candidate, with the reason."""
     name, reason = CPU_CHOICE[experiment]
     what, changes = cpu_candidates(experiment)[name]
     rule = ("the lowest FID in the features of a judge trained on them" if "classcond" in experiment else
-            "the highest posterior-mean PSNR among candidates with sample/mean MSE ratio ≥ 1.5")
+            f"the highest posterior-mean PSNR among candidates with sample/mean MSE ratio ≥ {MIN_MSE_RATIO}")
     why = (f"The first 4,000 training images (offline) and the candidate `{name}` ({what}), chosen on validation "
            f"images (training images 3,601–4,000, held out from the trial fits; the trials are on the chapter's "
            f"page) by {rule}: {reason}.")
