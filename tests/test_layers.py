@@ -46,12 +46,14 @@ LAYERS: dict[str, int] = {
     "cmmd.pyramid": 4,
     "cmmd.samplers": 4,
     "cmmd.regression": 4,  # the MMSE regressor, the fair baseline of a posterior mean
+    "cmmd.distributed": 4,  # training a learned flow on K processes (torch.distributed)
     # 5: the experiments
     "cmmd.experiments.*": 5,
     # 6: the book and the tools; the package's __init__ may re-export from any layer
     "cmmd.book.*": 6,
     "cmmd.runtime": 6,
     "cmmd.bench": 6,
+    "cmmd.train": 6,  # python -m cmmd.train: an experiment trained outside the book, on 1 or K processes
     "cmmd": 6,
     "cmmd.__main__": 6,
 }
