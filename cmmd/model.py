@@ -19,7 +19,7 @@ import copy
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -193,6 +193,7 @@ class ConditionalMMDFlow:
         resume: bool = False,
         progress: bool = True,
         initial: torch.Tensor | None = None,
+        after_network: Callable[["ConditionalMMDFlow"], None] | None = None,
     ) -> "ConditionalMMDFlow":
         """Learn the flow from training pairs x (N, *x_shape), y (N, *y_shape) (module docstring).
 
@@ -205,6 +206,8 @@ class ConditionalMMDFlow:
             progress: show a tqdm bar (network l of L, MMD², training loss).
             initial: start particles (N, *x_shape) instead of U[0, 1]^d (a pyramid level starts from the
                 level below, :mod:`cmmd.pyramid`); ignored when resuming (the checkpoint holds the particles).
+            after_network: called with the flow after each network is trained, recorded and checkpointed
+                (e.g. to time or to score the flow so far; it must not change the flow).
 
         Returns:
             self, with ``networks`` (L modules), ``history`` and ``particles`` (N, *x_shape), the training
@@ -252,6 +255,8 @@ class ConditionalMMDFlow:
             bar.set_postfix(mmd2=f"{self.history.mmd2_after_network[-1]:.2e}", loss=f"{loss:.2e}")
             if ckpt is not None:
                 self._write_checkpoint(ckpt, fingerprint, particles, generator)
+            if after_network is not None:
+                after_network(self)
         self.particles = particles.view(n, *self.x_shape)
         return self
 

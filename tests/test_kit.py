@@ -194,7 +194,21 @@ def test_a_pyramid_shows_the_level_of_each_network():
     text = fit_summary("CIFAR-10", pyramid, 12.0)
     assert text.startswith(f"**CIFAR-10**: {len(pyramid.levels)} networks over {len(pyramid.levels)} resolutions")
     assert "| network | level | flow steps T_l |" in text
-    assert text.splitlines()[-1].startswith(f"| {len(pyramid.levels)} | {len(pyramid.levels) - 1} | ")
+    assert text.splitlines()[-3].startswith(f"| {len(pyramid.levels)} | {len(pyramid.levels) - 1} | ")
+
+
+def test_the_descent_text_names_segments_that_raised_the_mmd_and_networks_where_it_rose():
+    from cmmd.book.kit import descent_text
+
+    falling = FitHistory(flow_steps=[4] * 3, mmd2_after_flow=[0.5, 0.3, 0.1], mmd2_after_network=[0.6, 0.4, 0.2],
+                         train_loss=[0.0] * 3)
+    assert descent_text(falling) == ("Each of the 2 flow segments after the first lowered the MMD² it started from; "
+                                     "the MMD² after the networks fell at every network.")
+    # segment 3 starts from 0.4 (after network 2) and ends at 0.45; network 3 leaves 0.5 > 0.4
+    oscillating = FitHistory(flow_steps=[4] * 3, mmd2_after_flow=[0.5, 0.3, 0.45], mmd2_after_network=[0.6, 0.4, 0.5],
+                             train_loss=[0.0] * 3)
+    assert descent_text(oscillating) == ("1 of 2 flow segments after the first lowered the MMD² they started from "
+                                         "(segment 3 raised it); the MMD² after the networks rose at network 3.")
 
 
 def test_a_chapter_imports_none_of_the_runner_tools():

@@ -58,6 +58,14 @@ def test_the_trial_script_fits_and_scores_a_candidate_on_held_out_training_image
         tiny = cpu_changes("tiny", paper_patches(experiment), 0.0, n_networks=1, flow_steps=2, train_steps=2)
         row = trials.run(experiment, "patches-m0", dict(candidate, changes=tiny))
         assert len(row["history"]["after_network"]) == 1 and "n_projections=100" in row["settings"]
+        # the same fit continued to 3 networks: its first network is the 1-network fit, scored identically
+        longer = trials.run(experiment, "patches-m0", dict(candidate, changes=tiny), extend=3)
+        metrics = {k: v for k, v in row.items() if k not in ("cpu_seconds", "curve", "curve_history")}
+        assert {k: longer[k] for k in metrics} == metrics
+        assert [point["networks"] for point in longer["curve"]] == [1, 2, 3]
+        assert {k: longer["curve"][0][k] for k in metrics if k in longer["curve"][0]} == {
+            k: v for k, v in metrics.items() if k in longer["curve"][0]}
+        assert len(longer["curve_history"]["after_network"]) == 3
         if experiment == "mnist-classcond":
             assert 0 <= row["accuracy"] <= 1 and row["fid"] > 0 and row["background_rms"] > 0
         else:
@@ -93,3 +101,21 @@ def test_each_cpu_profile_is_the_candidate_its_trials_chose():
         if record is not None:
             assert name in {t["candidate"] for t in record["trials"]}
             assert choose(record) == name, f"{experiment}: the trials choose {choose(record)}, the profile runs {name}"
+
+
+def test_the_curve_text_says_when_each_target_was_first_met_or_what_was_reached():
+    from cmmd.book.trials import curve_figure, curve_markdown, curve_text
+
+    curve = [dict(networks=k, cpu_seconds=60 * k, fid=100.0 / k, accuracy=0.8 + 0.02 * k,
+                  background_rms=0.1 - 0.01 * k, spread=0.5 + 0.01 * k) for k in (2, 4, 6, 8)]
+    record = dict(trials=[dict(candidate="long", cpu_seconds=240, curve=curve,
+                               history=dict(after_network=[0.1] * 4))])
+    lines = curve_text(record, "long").splitlines()
+    assert lines[0] == "- background RMS ≤ 0.050: first met after 6 networks, 6 CPU minutes (0.040)"
+    assert lines[1] == "- judge accuracy ≥ 90.0%: first met after 6 networks, 6 CPU minutes (92.0%)"
+    assert lines[2] == "- within-class spread / real ≥ 0.80: not met in 8 CPU minutes (8 networks): 0.54 → 0.58 over the last 4 minutes"
+    table = curve_markdown(record, "long").splitlines()
+    assert table[0].startswith("| networks | CPU minutes | FID (judge features) | judge accuracy |") and len(table) == 6
+    assert table[3].startswith("| **4** | 4.0 | 25.0 | 88.0% | 0.060 |")
+    fig = curve_figure(record, "long")
+    assert len(fig.axes) == 4

@@ -297,11 +297,29 @@ def history_table(flow: Flow | FitHistory) -> str:
     return "\n".join(lines)
 
 
+def descent_text(history: FitHistory) -> str:
+    """Markdown: whether each flow segment l ≥ 2 lowered the MMD² it started from (the MMD² after network l − 1)
+    and whether the MMD² after the networks fell over the sequence, naming the networks where it did not."""
+    after_flow, after_network = history.mmd2_after_flow, history.mmd2_after_network
+    if len(after_network) < 2:
+        return "One network: no segment starts from a recorded MMD²."
+    raised = [l + 1 for l in range(1, len(after_flow)) if after_flow[l] >= after_network[l - 1]]
+    rose = [l + 1 for l in range(1, len(after_network)) if after_network[l] >= after_network[l - 1]]
+    segments = len(after_flow) - 1
+    first = (f"Each of the {segments} flow segments after the first lowered the MMD² it started from" if not raised
+             else f"{segments - len(raised)} of {segments} flow segments after the first lowered the MMD² they "
+                  f"started from (segment{'s' * (len(raised) > 1)} {', '.join(map(str, raised))} raised it)")
+    second = ("the MMD² after the networks fell at every network" if not rose
+              else f"the MMD² after the networks rose at network{'s' * (len(rose) > 1)} {', '.join(map(str, rose))}")
+    return f"{first}; {second}."
+
+
 def fit_summary(title: str, flow: Flow, seconds: float) -> str:
-    """Markdown: how many networks ``flow`` trained in how long, then its :func:`history_table`."""
+    """Markdown: how many networks ``flow`` trained in how long, its :func:`history_table` and
+    :func:`descent_text`."""
     where = f" over {len(flow.levels)} resolutions" if isinstance(flow, PyramidFlow) else ""
     return (f"**{title}**: {len(flow.networks)} networks{where} trained in {format_duration(seconds)}.\n\n"
-            + history_table(flow))
+            + history_table(flow) + "\n\n" + descent_text(flow.history))
 
 
 # --------------------------------------------------------------------------- training with checkpoints

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from cmmd.experiments.mnist import MIN_MSE_RATIO, choose  # the rule lives beside the candidates
 
-__all__ = ["MIN_MSE_RATIO", "choose", "load_trials", "show_trials", "trials_markdown"]
+__all__ = ["MIN_MSE_RATIO", "TARGETS", "choose", "curve_figure", "curve_markdown", "curve_text", "load_trials", "show_trials",
+           "trials_markdown"]
 
 #: Where the trial records live in a checkout of the repository.
 TRIALS_DIR = Path(__file__).resolve().parents[2] / "book" / "generated" / "trials"
@@ -28,7 +29,10 @@ COLUMNS = {
     "mse_ratio": ("MSE ratio sample/mean", "{:.2f}"),
     "mse_ratio_exact": ("exact sampler's ratio", "{:.2f}"),
 }
-_NOT_METRICS = {"candidate", "why", "settings", "cpu_seconds", "history"}
+_NOT_METRICS = {"candidate", "why", "settings", "cpu_seconds", "history", "curve", "curve_history"}
+#: The class-conditional targets of the sampler-quality work on validation images: metric → (direction, bound).
+#: Real digits have background 0 and spread 1; an accuracy of 90 % is what a judge gives clearly drawn digits.
+TARGETS = {"background_rms": ("<=", 0.05), "accuracy": (">=", 0.90), "spread": (">=", 0.80)}
 
 
 def load_trials(experiment: str, folder: Path = TRIALS_DIR) -> dict | None:
@@ -76,3 +80,68 @@ def show_trials(experiment: str, chosen: str) -> None:
                          f"`book/generated/trials/{experiment}.json`, which this installation does not have.*"))
         return
     display(Markdown(trials_markdown(record, chosen)))
+
+
+def _meets(metric: str, value: float) -> bool:
+    direction, bound = TARGETS[metric]
+    return value <= bound if direction == "<=" else value >= bound
+
+
+def curve_text(record: dict, candidate: str) -> str:
+    """Markdown: for each target of :data:`TARGETS`, the CPU time at which the longer fit of ``candidate`` first met
+    it on the validation images, or the value reached at the end of the curve and its trend over the last points."""
+    trial = next(t for t in record["trials"] if t["candidate"] == candidate)
+    curve = trial["curve"]
+    lines = []
+    for metric, (direction, bound) in TARGETS.items():
+        title, fmt = COLUMNS[metric]
+        met = next((p for p in curve if _meets(metric, p[metric])), None)
+        if met is not None:
+            lines.append(f"- {title} {direction.replace('<=', '≤').replace('>=', '≥')} {fmt.format(bound)}: first met "
+                         f"after {met['networks']} networks, {met['cpu_seconds'] / 60:.0f} CPU minutes "
+                         f"({fmt.format(met[metric])})")
+        else:
+            last, before = curve[-1], curve[max(0, len(curve) - 3)]
+            lines.append(f"- {title} {direction.replace('<=', '≤').replace('>=', '≥')} {fmt.format(bound)}: not met in "
+                         f"{last['cpu_seconds'] / 60:.0f} CPU minutes ({last['networks']} networks): "
+                         f"{fmt.format(before[metric])} → {fmt.format(last[metric])} over the last "
+                         f"{(last['cpu_seconds'] - before['cpu_seconds']) / 60:.0f} minutes")
+    return "\n".join(lines) + "\n"
+
+
+def curve_markdown(record: dict, candidate: str) -> str:
+    """A Markdown table of the longer fit of ``candidate``: networks, CPU minutes and each metric, one row per
+    scored point (the candidate's own length in bold)."""
+    trial = next(t for t in record["trials"] if t["candidate"] == candidate)
+    curve = trial["curve"]
+    metrics = [k for k in COLUMNS if k in curve[0] and k != "mse_ratio_exact"]
+    head = ["networks", "CPU minutes", *[COLUMNS[k][0] for k in metrics]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+    own = len(trial["history"]["after_network"])
+    for p in curve:
+        first = f"**{p['networks']}**" if p["networks"] == own else str(p["networks"])
+        lines.append("| " + " | ".join([first, f"{p['cpu_seconds'] / 60:.1f}", *[_cell(k, p[k]) for k in metrics]])
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
+def curve_figure(record: dict, candidate: str):
+    """A row of panels: each class-conditional metric of the longer fit of ``candidate`` against CPU minutes on the
+    validation images, the targets of :data:`TARGETS` dashed, the candidate's own length marked."""
+    import matplotlib.pyplot as plt
+
+    trial = next(t for t in record["trials"] if t["candidate"] == candidate)
+    curve = trial["curve"]
+    minutes = [p["cpu_seconds"] / 60 for p in curve]
+    metrics = ["fid", *TARGETS]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.0 * len(metrics), 2.6), constrained_layout=True)
+    for ax, metric in zip(axes, metrics):
+        ax.plot(minutes, [p[metric] for p in curve], "o-", ms=3)
+        if metric in TARGETS:
+            ax.axhline(TARGETS[metric][1], ls="--", c="k", lw=0.8)
+        ax.axvline(trial["cpu_seconds"] / 60, ls=":", c="tab:red", lw=0.8)
+        ax.set_title(COLUMNS[metric][0], fontsize=9)
+        ax.set_xlabel("CPU minutes (one core)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].set_yscale("log")
+    return fig
