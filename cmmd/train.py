@@ -240,6 +240,26 @@ def load_trained(out: str | Path, *, map_location: str | torch.device = "cpu") -
     return ConditionalMMDFlow.load(out / FLOW_NAME, net=nets[0], map_location=map_location)
 
 
+def trained_for_chapter(folder: str | Path, experiment: ExperimentConfig, profile: str,
+                        device: torch.device) -> tuple[ConditionalMMDFlow | PyramidFlow, dict[str, Any]] | None:
+    """The flow that ``python -m cmmd.train EXPERIMENT --out FOLDER/EXPERIMENT`` trained for a chapter, with its run
+    record, or None when ``FOLDER/EXPERIMENT`` holds no run (the chapter then trains the flow itself).
+
+    Raises ``ValueError`` for a run of another profile or an unfinished one (saying how to finish it)."""
+    out = Path(folder) / experiment.experiment
+    if not (out / RUN_NAME).is_file():
+        return None
+    record = json.loads((out / RUN_NAME).read_text())
+    if record.get("profile") != profile or record.get("experiment") != experiment.experiment:
+        raise ValueError(f"{out} holds a run of {record.get('experiment')} in profile {record.get('profile')!r}, but "
+                         f"this chapter runs {experiment.experiment} in profile {profile!r}: train it with "
+                         f"python -m cmmd.train {experiment.experiment} --profile {profile} --out {out}")
+    if not record.get("finished"):
+        raise ValueError(f"{out} holds an unfinished run ({record.get('networks')} networks): finish it with "
+                         f"python -m cmmd.train {experiment.experiment} --profile {profile} --out {out} --resume")
+    return load_trained(out, map_location=device), record
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line (module docstring); returns the exit status (2 for a usage error)."""
     args = parse_args(argv)

@@ -126,3 +126,22 @@ def test_two_processes_stopped_and_resumed_equal_an_uninterrupted_two_process_ru
     assert (out / train.CHECKPOINTS / "checkpoint.pt").exists() and not (out / train.FLOW_NAME).exists()
     torchrun(out, "--resume")
     assert same_networks(train.load_trained(out), train.load_trained(two_processes))
+
+
+def test_a_chapter_loads_the_trained_flow_instead_of_training(one_process, tmp_path):
+    """The book's path from a cluster: a chapter given ``trained_flows`` loads the run of its experiment."""
+    import shutil
+
+    from cmmd.book.kit import Chapter
+
+    flows = tmp_path / "flows"
+    shutil.copytree(one_process, flows / EXPERIMENT)
+    exp = get_config(EXPERIMENT, PROFILE)
+    x, y = train.training_pairs(exp, 0, torch.device("cpu"))
+    chapter = Chapter(PROFILE, torch.device("cpu"), 0, trained_flows=str(flows))
+    model, seconds = chapter.fit_experiment(exp, x, y, name="04-mnist", init_stream=21, stream=31)
+    assert same_networks(model, train.load_trained(one_process)) and seconds > 0
+    other = get_config("fashionmnist-classcond", PROFILE)
+    assert train.trained_for_chapter(flows, other, PROFILE, torch.device("cpu")) is None  # the chapter trains it
+    with pytest.raises(ValueError, match="in profile 'smoke'.*--profile cpu"):
+        train.trained_for_chapter(flows, get_config(EXPERIMENT, "cpu"), "cpu", torch.device("cpu"))

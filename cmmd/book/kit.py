@@ -22,6 +22,7 @@ and shows a tqdm bar per network (MMD², loss).
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -69,11 +70,12 @@ class Chapter:
     seed: int
     settings: Any = None
     checkpoint_dir: str = ""
+    trained_flows: str = ""
     started: float = field(default_factory=time.perf_counter)
 
     @classmethod
     def start(cls, profile: str, device: str | torch.device, seed: int, *, settings: dict | None = None,
-              checkpoint_dir: str = "", grid: bool = False) -> Chapter:
+              checkpoint_dir: str = "", trained_flows: str = "", grid: bool = False) -> Chapter:
         """Begin a run: check ``profile``, resolve ``device``, set the figure style, show the banner, start the clock.
 
         Args:
@@ -81,6 +83,9 @@ class Chapter:
             settings: the chapter's settings per profile (``{"smoke": ..., "cpu": ..., "paper": ...}``);
                 :attr:`settings` becomes the entry of ``profile``.
             checkpoint_dir: the notebook's ``checkpoint_dir`` parameter, for :meth:`fit`.
+            trained_flows: a folder of runs of ``python -m cmmd.train EXPERIMENT --out trained_flows/EXPERIMENT``
+                (e.g. trained on a cluster); :meth:`fit_experiment` loads those instead of training. ``""``: the
+                environment variable ``CMMD_TRAINED_FLOWS``, else none.
             grid: draw grid lines in the figures (:func:`book_figure_style`).
 
         Raises:
@@ -91,7 +96,8 @@ class Chapter:
         resolved = resolve_device(device)
         book_figure_style(grid=grid)
         banner(profile, resolved)
-        return cls(profile, resolved, int(seed), chosen, checkpoint_dir)
+        trained = trained_flows or os.environ.get("CMMD_TRAINED_FLOWS", "")
+        return cls(profile, resolved, int(seed), chosen, checkpoint_dir, trained)
 
     def stream_seed(self, stream: int) -> int:
         """The seed of random stream ``stream``: ``1000 * seed + stream``, so that runs with different seeds never share one."""
@@ -121,7 +127,16 @@ class Chapter:
 
         The networks are initialised from seed :meth:`stream_seed` of ``init_stream`` and the fit draws from
         :meth:`generator` of ``stream``; ``flow_changes`` go to ``experiment.build_flow`` (e.g. ``lr_schedule``).
+        With :attr:`trained_flows`, a finished ``cmmd.train`` run of the experiment there is loaded instead (its
+        training seconds are returned).
         """
+        if self.trained_flows:
+            from cmmd.train import trained_for_chapter
+
+            found = trained_for_chapter(self.trained_flows, experiment, self.profile, self.device)
+            if found is not None:
+                print(f"{name}: loaded the flow trained by cmmd.train from {self.trained_flows}")
+                return found[0], float(found[1].get("seconds", 0.0))
         model = experiment.build_flow(init_seed=self.stream_seed(init_stream), device=self.device, **flow_changes)
         seconds = self.fit(model, x, y, generator=self.generator(stream), name=name, experiment=experiment)
         return model, seconds
