@@ -43,7 +43,7 @@ from torch.nn.parallel import DistributedDataParallel
 from cmmd._checks import check_pair
 from cmmd.flow import GradientFn
 from cmmd.flowspec import Sliced
-from cmmd.model import ConditionalMMDFlow, FlowConfig
+from cmmd.model import ConditionalMMDFlow, FlowConfig, lr_scheduler
 from cmmd.projections import PatchProjections, add_window, upsample_particles
 from cmmd.pyramid import PyramidFlow
 from cmmd.sliced import DEFAULT_BLOCK, block_rows, mmd2_grad_1d_joint, random_directions, sliced_factor
@@ -264,7 +264,7 @@ def train_network_sharded(net: nn.Module, x: torch.Tensor, y: torch.Tensor, targ
     lo, hi = cluster.share(batch)
     ddp = DistributedDataParallel(net, device_ids=[cluster.device] if cluster.device.type == "cuda" else None)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
-    scheduler = _scheduler(optimizer, config)
+    scheduler = lr_scheduler(optimizer, config.lr_schedule, config.train_steps)
     losses = torch.zeros(config.train_steps, dtype=x.dtype, device=x.device)
     net.train()
     for step in range(config.train_steps):
@@ -280,13 +280,6 @@ def train_network_sharded(net: nn.Module, x: torch.Tensor, y: torch.Tensor, targ
     net.eval()
     losses = cluster.all_reduce(losses) / cluster.world_size
     return float(losses[-max(1, config.train_steps // 10) :].double().mean())
-
-
-def _scheduler(optimizer: torch.optim.Optimizer, config: FlowConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    """The learning-rate schedule of :func:`cmmd.model.train_network`: constant, or cosine to 0."""
-    if config.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.train_steps))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
 # ---------------------------------------------------------------------- the learned flow

@@ -474,7 +474,7 @@ def train_network(net: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torc
     of a flow, and of the MMSE regressor (:mod:`cmmd.regression`). Returns the mean loss of the last 10% of steps.
     """
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
-    scheduler = _scheduler(optimizer, config.lr_schedule, config.train_steps)
+    scheduler = lr_scheduler(optimizer, config.lr_schedule, config.train_steps)
     net.train()
     losses = []
     for _ in range(config.train_steps):
@@ -492,7 +492,8 @@ def train_network(net: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torc
     return sum(tail) / len(tail)
 
 
-def _scheduler(optimizer: torch.optim.Optimizer, kind: str, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+def lr_scheduler(optimizer: torch.optim.Optimizer, kind: str, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule of a network's ``steps`` Adam steps: ``constant``, or ``cosine`` to 0."""
     if kind == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     if kind == "cosine":

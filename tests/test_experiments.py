@@ -388,6 +388,8 @@ def test_summary_rows_come_from_the_config_and_leave_the_global_rng_alone():
 
 
 def test_settings_table_prints_exactly_what_the_profile_changes():
+    from cmmd.experiments.mnist import CPU_CHOICE
+
     cpu, paper = get_config("mnist-inpainting", "cpu"), get_config("mnist-inpainting", "paper")
     text = settings_table([cpu], [paper])
     lines = text.splitlines()
@@ -398,7 +400,8 @@ def test_settings_table_prints_exactly_what_the_profile_changes():
     changed = {label for label, value in rows.items() if value != "·"}
     ours, theirs = summary(cpu), summary(paper)
     assert changed == {label for label in theirs if str(ours[label]) != str(theirs[label])}
-    assert lines[-1].startswith("*Why `cpu` differs:* The first 4,000 training images (offline) and the candidate `patches-m0`")
+    chosen = CPU_CHOICE["mnist-inpainting"][0]
+    assert lines[-1].startswith(f"*Why `cpu` differs:* The first 4,000 training images (offline) and the candidate `{chosen}`")
     assert "· : as in profile `paper`." in lines and rows["gradient clipping"] == "·"
     ct = settings_table([get_config("ct-lowdose", "cpu")], [get_config("ct-lowdose", "paper")])
     assert "({ref}`method §7 <method-7>`)" in ct and "[method §7]" not in ct  # a link on the book page
