@@ -65,7 +65,7 @@ def run(experiment: str, name: str, spec: dict, extend: int | None = None) -> di
     blank = blank_pixels(fit_x)
     judge = (train_judge(val_x, val_labels, steps=JUDGE_STEPS, generator=torch.Generator().manual_seed(10))
              if task == "classcond" else None)
-    score = (lambda model: score_classcond(model, operator, judge, fit_x, val_x, val_labels, blank)) \
+    score = (lambda model: score_classcond(model, operator, judge, fit_x, labels[:N_FIT], val_x, val_labels, blank)) \
         if task == "classcond" else (lambda model: score_inpainting(model, operator, val_x, blank))
     model = exp.build_flow(init_seed=20, lr_schedule="cosine")
     clock = dict(seconds=[], scoring=0.0, begin=time.process_time())
@@ -92,7 +92,12 @@ def run(experiment: str, name: str, spec: dict, extend: int | None = None) -> di
     return row
 
 
-def score_classcond(model, operator, judge, fit_x, val_x, val_labels, blank) -> dict:
+def real_accuracy(judge, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """The judge's accuracy on real training images it was not trained on: what a perfect sampler would score."""
+    return float((predict(judge, images) == labels).double().mean())
+
+
+def score_classcond(model, operator, judge, fit_x, fit_labels, val_x, val_labels, blank) -> dict:
     """The class-conditional metrics of 400 fresh samples (40 per class) against the 400 validation images."""
     g = torch.Generator().manual_seed(40)
     y = operator.encode(torch.arange(10).repeat_interleave(N_VAL // 10))
@@ -102,6 +107,7 @@ def score_classcond(model, operator, judge, fit_x, val_x, val_labels, blank) -> 
               for c in range(10)]
     return dict(fid=float(frechet_distance(fake, real)),
                 fid_real_vs_real=float(frechet_distance(judge_features(judge, fit_x[:N_VAL]), real)),
+                accuracy_real=real_accuracy(judge, fit_x[:N_VAL], fit_labels[:N_VAL]),
                 accuracy=float((predict(judge, samples) == y.argmax(1)).double().mean()),
                 background_rms=float(background_rms(samples, blank).mean()),
                 spread=sum(spread) / 10)

@@ -23,6 +23,7 @@ COLUMNS = {
     "fid": ("FID (judge features)", "{:.1f}"),
     "fid_real_vs_real": ("FID real vs real", "{:.1f}"),
     "accuracy": ("judge accuracy", "{:.1%}"),
+    "accuracy_real": ("judge accuracy on real images", "{:.1%}"),
     "background_rms": ("background RMS", "{:.3f}"),
     "spread": ("within-class spread / real", "{:.2f}"),
     "psnr_mean": ("PSNR of the mean (dB)", "{:.2f}"),
@@ -106,6 +107,8 @@ def curve_text(record: dict, candidate: str) -> str:
                          f"{last['cpu_seconds'] / 60:.0f} CPU minutes ({last['networks']} networks): "
                          f"{fmt.format(before[metric])} → {fmt.format(last[metric])} over the last "
                          f"{(last['cpu_seconds'] - before['cpu_seconds']) / 60:.0f} minutes")
+        if metric == "accuracy" and "accuracy_real" in trial:
+            lines[-1] += f"; real images held out from this judge score {fmt.format(trial['accuracy_real'])}"
     return "\n".join(lines) + "\n"
 
 
@@ -139,6 +142,9 @@ def curve_figure(record: dict, candidate: str):
         ax.plot(minutes, [p[metric] for p in curve], "o-", ms=3)
         if metric in TARGETS:
             ax.axhline(TARGETS[metric][1], ls="--", c="k", lw=0.8)
+        real = {"fid": "fid_real_vs_real", "accuracy": "accuracy_real"}.get(metric)
+        if real in trial:  # what real images score: a floor (FID) or a ceiling (accuracy)
+            ax.axhline(trial[real], ls="-.", c="tab:green", lw=0.8)
         ax.axvline(trial["cpu_seconds"] / 60, ls=":", c="tab:red", lw=0.8)
         ax.set_title(COLUMNS[metric][0], fontsize=9)
         ax.set_xlabel("CPU minutes (one core)", fontsize=8)
